@@ -1,0 +1,163 @@
+"""VGG-19 features by layer name, with ImageNet normalisation inside.
+
+Layer names follow the papers: ``conv1_1``, ``relu1_1``, ``conv1_2``, ``relu1_2``, ``pool1``,
+``conv2_1`` … ``relu5_4``, ``pool5``. Weights are ``"imagenet"`` (torchvision's, through its
+cache), ``"random"`` (seeded: the lecture's point that random networks still make textures), or
+a path to a saved ``state_dict``.
+
+Example:
+    >>> vgg = VGGFeatures(["relu1_1", "relu2_1"], weights="random", seed=0)
+    >>> feats = vgg(torch.rand(2, 3, 32, 32))
+    >>> feats["relu2_1"].shape
+    torch.Size([2, 128, 16, 16])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
+_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def layer_names() -> list[str]:
+    """Every layer of VGG-19's feature stack in order (conv, relu, …, pool)."""
+    names = []
+    for b, n in enumerate(_BLOCKS, start=1):
+        for i in range(1, n + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return names
+
+
+def _build_vgg19(pooling: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    c_in = 3
+    for n, width in zip(_BLOCKS, _WIDTHS):
+        for _ in range(n):
+            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(inplace=False)]
+            c_in = width
+        layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+def _random_init(net: nn.Sequential, seed: int) -> None:
+    """He-normal weights and zero biases drawn from a private generator (reproducible)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                m.bias.zero_()
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet VGG-19 ``features`` weights (keys ``"0.weight"`` …).
+
+    Uses torchvision's cache (``$TORCH_HOME/hub/checkpoints``); downloads there if missing.
+
+    Raises:
+        RuntimeError: the weights are not cached and cannot be downloaded, with instructions.
+    """
+    from torchvision.models import VGG19_Weights
+
+    weights = VGG19_Weights.IMAGENET1K_V1
+    try:
+        full = weights.get_state_dict(progress=False)
+    except Exception as err:  # noqa: BLE001 - URLError, socket errors, hub errors all land here
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        raise RuntimeError(
+            "The ImageNet VGG-19 weights are not in torchvision's cache and could not be "
+            f"downloaded ({type(err).__name__}: {err}).\n"
+            f'  - With a network: run `python -c "import torchvision; '
+            f"torchvision.models.vgg19(weights='IMAGENET1K_V1')\"` once.\n"
+            f"  - Offline: copy {weights.url.rsplit('/', 1)[-1]} into {hub}.\n"
+            '  - Or use weights="random": random VGG features still synthesise convincing '
+            "textures (the lecture's point); style transfer looks weaker."
+        ) from err
+    return {k[len("features.") :]: v for k, v in full.items() if k.startswith("features.")}
+
+
+class VGGFeatures(nn.Module):
+    """VGG-19 feature extractor returning the requested layers by name.
+
+    The network stops after the deepest requested layer, is frozen (no parameter gradients)
+    and in eval mode. Input: float ``(B, 3, H, W)`` in ``[0, 1]`` (1-channel images are
+    repeated to 3); ImageNet mean/std normalisation happens inside.
+
+    Args:
+        layers: names from :func:`layer_names`, any order.
+        weights: ``"imagenet"``, ``"random"`` or a path to a ``state_dict`` of the feature stack.
+        pooling: ``"max"`` (VGG's) or ``"avg"`` (Gatys et al. found it gives smoother textures).
+        seed: the seed of the random weights.
+
+    Returns (forward):
+        ``dict`` layer name → ``(B, C_l, H_l, W_l)`` on the input's device and dtype.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        *,
+        weights: str | Path = "random",
+        pooling: str = "max",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        names = layer_names()
+        if isinstance(layers, str):
+            layers = [layers]
+        if not layers:
+            raise ValueError("`layers` must name at least one layer, e.g. ['relu1_1']")
+        for name in layers:
+            check_choice(name, "layers", names)
+        check_choice(pooling, "pooling", ["max", "avg"])
+        self.layers = list(layers)
+        self.weights = str(weights)
+        net = _build_vgg19(pooling)
+        if weights == "random":
+            _random_init(net, seed)
+        elif weights == "imagenet":
+            net.load_state_dict(imagenet_state_dict())
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise ValueError(
+                    f"`weights` must be 'imagenet', 'random' or a path to a state_dict; "
+                    f"got {str(weights)!r} (no such file)"
+                )
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        last = max(names.index(n) for n in self.layers)
+        self.net = net[: last + 1]
+        self._names = names[: last + 1]
+        self.requires_grad_(False)
+        self.eval()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_image(image, "image", channels=(1, 3), min_size=2 ** min(4, self._depth()))
+        if image.shape[1] == 1:
+            image = image.expand(-1, 3, -1, -1)
+        x = (image - self.mean.to(image)) / self.std.to(image)
+        wanted, out = set(self.layers), {}
+        for name, module in zip(self._names, self.net):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out
+
+    def _depth(self) -> int:
+        return sum(n.startswith("pool") for n in self._names)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, weights={self.weights!r}"

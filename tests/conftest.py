@@ -1,0 +1,32 @@
+"""Test-session set-up: no test opens a network socket (loopback only), quiet plotting."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import netguard  # noqa: E402
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Block every non-loopback connection for the whole session (see netguard.py)."""
+    netguard.install()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
