@@ -229,7 +229,7 @@ def _texture(name: str, res: int) -> torch.Tensor:
 
 def _texture_crop(name: str, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A random ``(3, size, size)`` crop of a texture shown at a scale that suits ``size``."""
-    res = max(2 * size, 128)
+    res = 2 * size  # a crop shows a quarter of the texture: about four rows of bricks
     tex = _texture(name, res)
     top, left = rng.integers(0, res - size + 1, 2)
     return tex[:, top : top + size, left : left + size]
