@@ -1,0 +1,113 @@
+"""Gram matrix, style loss (notebook 06) and content loss (notebook 07) against explicit loops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from nbrun import ROOT, tagged_namespace
+
+
+@pytest.fixture(scope="module")
+def nb06():
+    return tagged_namespace(ROOT / "notebooks/06_neural_texture_synthesis.ipynb")
+
+
+@pytest.fixture(scope="module")
+def nb07():
+    return tagged_namespace(ROOT / "notebooks/07_neural_style_transfer.ipynb")
+
+
+def gram_loop(f: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = f.shape
+    out = torch.zeros(b, c, c, dtype=torch.float64)
+    for n in range(b):
+        for i in range(c):
+            for j in range(c):
+                out[n, i, j] = sum(
+                    float(f[n, i, y, x]) * float(f[n, j, y, x]) for y in range(h) for x in range(w)
+                )
+    return out / (c * h * w)
+
+
+@pytest.mark.parametrize("nb", ["nb06", "nb07"])
+def test_gram_matches_double_loop(nb, request):
+    gram = request.getfixturevalue(nb)["gram_matrix"]
+    f = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    got = gram(f)
+    assert got.shape == (2, 3, 3)
+    torch.testing.assert_close(got.double(), gram_loop(f), rtol=1e-5, atol=1e-6)
+
+
+def test_gram_properties(nb06):
+    gram = nb06["gram_matrix"]
+    f = torch.randn(2, 4, 5, 7, generator=torch.Generator().manual_seed(1))
+    g = gram(f)
+    torch.testing.assert_close(g, g.transpose(1, 2))
+    assert torch.linalg.eigvalsh(g.double()).min() > -1e-6
+    perm = torch.randperm(35, generator=torch.Generator().manual_seed(2))
+    shuffled = f.flatten(2)[:, :, perm].reshape(2, 4, 5, 7)
+    torch.testing.assert_close(gram(shuffled), g, rtol=1e-5, atol=1e-6)
+    # images of a batch are not mixed
+    torch.testing.assert_close(gram(f[1:]), g[1:])
+
+
+def test_gram_rejects_bad_shape(nb06):
+    with pytest.raises(ValueError, match="must be"):
+        nb06["gram_matrix"](torch.zeros(3, 5, 7))
+
+
+def test_style_loss_matches_explicit_sum(nb06):
+    gen = torch.Generator().manual_seed(3)
+    feats = {
+        "a": torch.randn(2, 3, 5, 7, generator=gen),
+        "b": torch.randn(2, 5, 3, 3, generator=gen),
+    }
+    targets = {"a": torch.randn(1, 3, 3, generator=gen), "b": torch.randn(1, 5, 5, generator=gen)}
+    weights = {"a": 0.3, "b": 2.0}
+    expected = 0.0
+    for k, lam in weights.items():
+        g = gram_loop(feats[k])
+        per_image = [
+            sum(
+                (float(g[n, i, j]) - float(targets[k][0, i, j])) ** 2
+                for i in range(g.shape[1])
+                for j in range(g.shape[2])
+            )
+            for n in range(2)
+        ]
+        expected += lam * sum(per_image) / 2
+    got = nb06["style_loss"](feats, targets, weights)
+    assert got.ndim == 0
+    assert abs(float(got) - expected) < 1e-4 * max(1.0, expected)
+
+
+def test_style_loss_zero_at_target_and_differentiable(nb06):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 3, 5, 7, generator=gen, requires_grad=True)
+    targets = {"a": nb06["gram_matrix"](x).detach()}
+    loss = nb06["style_loss"]({"a": x}, targets, {"a": 1.0})
+    assert loss.item() == pytest.approx(0.0, abs=1e-10)
+    loss2 = nb06["style_loss"]({"a": x * 2}, targets, {"a": 1.0})
+    loss2.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_style_loss_same_in_both_notebooks(nb06, nb07):
+    gen = torch.Generator().manual_seed(5)
+    feats = {"a": torch.randn(2, 3, 5, 7, generator=gen)}
+    targets = {"a": torch.randn(1, 3, 3, generator=gen)}
+    a = nb06["style_loss"](feats, targets, {"a": 0.7})
+    b = nb07["style_loss"](feats, targets, {"a": 0.7})
+    torch.testing.assert_close(a, b)
+
+
+def test_content_loss_is_weighted_mse(nb07):
+    gen = torch.Generator().manual_seed(6)
+    f = {"x": torch.randn(2, 3, 5, 7, generator=gen)}
+    t = {"x": torch.randn(2, 3, 5, 7, generator=gen)}
+    expected = (
+        0.5
+        * sum((float(a) - float(b)) ** 2 for a, b in zip(f["x"].flatten(), t["x"].flatten()))
+        / f["x"].numel()
+    )
+    assert float(nb07["content_loss"](f, t, {"x": 0.5})) == pytest.approx(expected, rel=1e-5)
