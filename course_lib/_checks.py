@@ -88,7 +88,7 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``, suggesting the closest."""
     options = list(choices)
     if value not in options:
-        close = difflib.get_close_matches(str(value), options, n=3)
+        close = difflib.get_close_matches(str(value), [str(c) for c in options], n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"`{name}` must be one of {options}; got {value!r}{hint}")
     return value  # type: ignore[return-value]

@@ -103,7 +103,7 @@ def optimize_image(
 
     for step in bar:
         loss = opt.step(closure)
-        value = float(loss)
+        value = float(loss.detach())
         if not math.isfinite(value):
             raise ValueError(
                 f"the loss became {value} at step {step}; lower `lr` or check the loss weights"

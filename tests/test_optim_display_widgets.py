@@ -1,0 +1,99 @@
+"""course_lib.optim, display and widgets: they optimise, draw headless and stay quiet."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+from course_lib import display, optim, widgets
+
+matplotlib.use("Agg")
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "adam"])
+def test_optimize_image_reaches_a_known_minimum(method):
+    steps = 30 if method == "lbfgs" else 300
+    target = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    result = optim.optimize_image(
+        lambda x: ((x - target) ** 2).sum(),
+        torch.zeros(1, 3, 5, 7),
+        steps=steps,
+        method=method,
+        lr=None if method == "lbfgs" else 0.05,
+        progress=False,
+    )
+    assert torch.allclose(result.image, target, atol=2e-2)
+    assert len(result.history) == steps and result.history[-1] < result.history[0]
+
+
+def test_optimize_image_clamps_previews_and_checks():
+    calls = []
+    res = optim.optimize_image(
+        lambda x: -x.sum(),
+        torch.full((1, 1, 4, 4), 0.5),
+        steps=4,
+        method="adam",
+        lr=0.5,
+        preview_every=2,
+        preview=lambda img, hist: calls.append(len(hist)),
+        progress=False,
+    )
+    assert res.image.max() <= 1 and calls == [2, 4]
+    with pytest.raises(ValueError, match="scalar tensor"):
+        optim.optimize_image(lambda x: x, torch.rand(1, 1, 4, 4), steps=1, progress=False)
+    with pytest.raises(ValueError, match="`method`"):
+        optim.optimize_image(lambda x: x.sum(), torch.rand(1, 1, 4, 4), method="sgd")
+    with pytest.raises(ValueError, match="NaN|nan"):
+        optim.optimize_image(
+            lambda x: x.sum() * float("nan"), torch.rand(1, 1, 4, 4), steps=2, progress=False
+        )
+
+
+def test_optimizer_is_silent_on_stderr_under_nbgrader(monkeypatch, capsys):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    optim.optimize_image(lambda x: (x**2).sum(), torch.rand(1, 1, 4, 4), steps=3, preview_every=1)
+    assert capsys.readouterr().err == ""
+
+
+def test_show_images_headless_saves_and_flags_clamping(tmp_path):
+    imgs = torch.rand(3, 3, 8, 8)
+    imgs[1] *= 2  # out of range: shown clamped, title says so
+    fig = display.show_images(imgs, ["a", "b", "c"], save=tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["a", "b (clamped)", "c"]
+    with pytest.raises(ValueError, match="`titles` has 2 entries for 3 images"):
+        display.show_images(imgs, ["a", "b"])
+
+
+def test_compare_plot_losses_and_preview(tmp_path):
+    fig = display.compare(torch.rand(1, 1, 8, 8), torch.rand(1, 3, 8, 8))
+    assert len([a for a in fig.axes if a.images]) == 2
+    fig = display.plot_losses({"style": [3, 2, 1], "content": [1, 1, 1]})
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_yscale() == "log"
+    preview = display.LivePreview(save=tmp_path / "p.png")
+    preview(torch.rand(1, 3, 8, 8), [1.0, 0.5])
+    assert (tmp_path / "p.png").is_file()
+
+
+def test_widgets_build_controls_and_static_sweep():
+    import ipywidgets as w
+
+    assert isinstance(widgets._control("n", (1, 9, 2)), w.IntSlider)
+    assert isinstance(widgets._control("eps", (0.0, 1.0)), w.FloatSlider)
+    assert isinstance(widgets._control("kind", ["a", "b"]), w.Dropdown)
+    with pytest.raises(TypeError, match="control `x`"):
+        widgets._control("x", object())
+    seen = []
+
+    def draw(n=1, kind="a"):
+        seen.append((n, kind))
+        return display.show_images(torch.rand(1, 1, 4, 4), show=False)
+
+    box = widgets.interact_figure(draw, n=(1, 9, 2, 3), kind=["a", "b"])
+    assert seen == [(3, "a")]
+    box.children[0].children[1].value = "b"  # moving a control re-draws
+    assert seen[-1] == (3, "b")
+    fig = widgets.sweep_grid(lambda v: torch.full((1, 1, 4, 4), v), [0.0, 0.5], name="v")
+    assert [a.get_title() for a in fig.axes if a.get_title()] == ["v = 0.0", "v = 0.5"]

@@ -1,0 +1,85 @@
+"""course_lib.samples: the catalogue loads offline, at the requested size, deterministically."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib import samples
+
+
+def test_catalogue_covers_the_lecture():
+    kinds = {s.kind for s in samples.list_samples()}
+    assert kinds == {"texture", "photo", "style", "text"}
+    regularity = {s.regularity for s in samples.list_samples("texture")}
+    assert regularity == {"regular", "near-regular", "stochastic"}
+    names = {s.name for s in samples.list_samples()}
+    assert {"brick", "grass", "gravel", "astronaut", "grace_hopper", "text_page"} <= names
+    table = samples.catalogue_table()
+    assert "starry_night" in table and "procedural" in table
+
+
+@pytest.mark.parametrize("sample", samples.list_samples(), ids=lambda s: s.name)
+def test_every_sample_loads_in_range(sample):
+    x = samples.load_sample(sample.name, 24)
+    assert x.shape == (1, sample.channels, 24, 24) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert float(x.std()) > 0.01  # not blank
+
+
+def test_sizes_channels_and_determinism():
+    a = samples.load_sample("rocks", (16, 40), channels=1)
+    assert a.shape == (1, 1, 16, 40)
+    assert torch.equal(a, samples.load_sample("rocks", (16, 40), channels=1))
+    g = samples.load_sample("grass", 8, channels=3)
+    assert torch.equal(g[:, 0], g[:, 2])
+    assert samples.load_sample("chelsea").shape == (1, 3, 300, 451)
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(ValueError, match="'bricks'"):
+        samples.load_sample("brics")
+    with pytest.raises(ValueError, match="`channels`"):
+        samples.load_sample("bricks", channels=2)
+
+
+def test_glyphs_are_centred_ink_on_paper():
+    glyphs, fonts = samples.load_glyphs(["DejaVuSans.ttf", "DejaVuSerif.ttf"], "AIO", size=24)
+    assert glyphs.shape == (2, 3, 1, 24, 24) and fonts == ["DejaVuSans.ttf", "DejaVuSerif.ttf"]
+    assert float(glyphs[..., 0, :].max()) < 0.05  # margins are paper (0)
+    ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    o = glyphs[0, 2, 0]
+    centre = ((o * xs).sum() / o.sum(), (o * ys).sum() / o.sum())
+    assert abs(centre[0] - 11.5) < 1.5 and abs(centre[1] - 11.5) < 1.5
+    assert not torch.allclose(glyphs[0], glyphs[1])  # fonts differ
+    with pytest.raises(ValueError, match="`fonts`"):
+        samples.load_glyphs(["Comic.ttf"])
+
+
+def test_download_offline_names_the_alternatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="swirls"):
+        samples.download("starry_night")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(ValueError, match="download"):
+        samples.load_sample("starry_night")
+
+
+def test_download_checks_the_pinned_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))
+    from course_lib.images import to_pil
+
+    payload = tmp_path / "src.jpg"
+    to_pil(torch.rand(1, 3, 8, 8)).save(payload)
+    url = payload.as_uri()
+    good = samples.Download(url, hashlib.sha256(payload.read_bytes()).hexdigest(), "test")
+    bad = samples.Download(url, "0" * 64, "test")
+    monkeypatch.setitem(samples.DOWNLOADS, "good", good)
+    monkeypatch.setitem(samples.DOWNLOADS, "bad", bad)
+    with pytest.raises(RuntimeError, match="expected 0000"):
+        samples.download("bad")
+    path = samples.download("good")
+    assert path.read_bytes() == payload.read_bytes()
+    assert samples.load_sample("good", 8).shape == (1, 3, 8, 8)
