@@ -1,0 +1,267 @@
+"""Efros-Leung as written in notebooks/02_efros_leung.ipynb, against independent brute force.
+
+The notebook's cells tagged ``testable`` are executed (not the whole notebook); every check
+compares with a plain re-computation written here from the paper, on tiny inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from nbrun import ROOT, tagged_namespace
+
+NB = ROOT / "notebooks" / "02_efros_leung.ipynb"
+
+
+@pytest.fixture(scope="module")
+def el() -> dict:
+    return tagged_namespace(NB)
+
+
+def tiny_sample(h=9, w=11, c=3, seed=0) -> torch.Tensor:
+    """A (1, C, H, W) image in [0, 1] with a few repeated values (ties happen)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 6, (1, c, h, w), generator=g) / 5.0).float()
+
+
+def brute_distance(sample, y, x, template, known, sigma) -> float:
+    """Scalar triple loop over channels and window pixels, straight from the paper."""
+    c, k = template.shape[0], template.shape[-1]
+    num = den = 0.0
+    for i in range(k):
+        for j in range(k):
+            g = math.exp(-((i - k // 2) ** 2 + (j - k // 2) ** 2) / (2 * sigma**2))
+            if known[i][j]:
+                den += c * g
+                for ch in range(c):
+                    num += g * (float(sample[ch, y + i, x + j]) - float(template[ch, i, j])) ** 2
+    return num / den
+
+
+def test_gaussian_window(el):
+    g = el["gaussian_window"](7)
+    assert g.shape == (7, 7) and g.dtype == torch.float64
+    assert torch.isclose(g.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert torch.equal(g, g.T) and torch.equal(g, g.flip(0))
+    sigma = 7 / 6.4  # the paper's choice
+    ratio = math.exp(-(3**2 + 3**2) / (2 * sigma**2))  # corner / centre
+    assert math.isclose(float(g[0, 0] / g[3, 3]), ratio, rel_tol=1e-12)
+    for bad in (4, 1, 7.0, True):
+        with pytest.raises(ValueError, match="odd"):
+            el["gaussian_window"](bad)
+
+
+def test_candidate_windows(el):
+    s = tiny_sample(6, 8, c=2)
+    pos, patches = el["candidate_windows"](s, 3)
+    assert pos.shape == (4 * 6, 2) and patches.shape == (24, 2, 3, 3)
+    for (y, x), p in zip(pos.tolist(), patches):
+        assert torch.equal(p, s[0, :, y : y + 3, x : x + 3].double())
+    known = torch.ones(1, 1, 6, 8, dtype=torch.bool)
+    known[..., 2, 5] = False
+    pos2, _ = el["candidate_windows"](s, 3, sample_known=known)
+    expect = [
+        (y, x) for y in range(4) for x in range(6) if not (y <= 2 <= y + 2 and x <= 5 <= x + 2)
+    ]
+    assert [tuple(p) for p in pos2.tolist()] == expect
+    with pytest.raises(ValueError, match="smaller than the sample"):
+        el["candidate_windows"](s, 7)
+    with pytest.raises(ValueError, match=r"\(1, C, H, W\)"):
+        el["candidate_windows"](s[0], 3)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_distances_loop_and_batched_match_brute_force(el, k):
+    s = tiny_sample(8, 9, c=3, seed=k)
+    pos, patches = el["candidate_windows"](s, k)
+    gauss = el["gaussian_window"](k)
+    g = torch.Generator().manual_seed(1)
+    templates = torch.rand(3, 3, k, k, generator=g, dtype=torch.float64)
+    masks = torch.rand(3, k, k, generator=g) < 0.6
+    masks[:, k // 2, k // 2 - 1] = True  # at least one known pixel
+    src = s[0].double().numpy()
+    flat = patches.reshape(len(patches), -1)
+    bank = torch.cat([flat * flat, flat], 1)
+    weights = (gauss * masks)[:, None].expand(-1, 3, -1, -1).reshape(3, -1)
+    batched = el["window_distances_batched"](bank, templates.reshape(3, -1), weights).numpy()
+    for b in range(3):
+        loop = el["window_distances_loop"](
+            src, pos.numpy(), templates[b].numpy(), masks[b].numpy(), gauss.numpy()
+        )
+        brute = [
+            brute_distance(src, y, x, templates[b].numpy(), masks[b].numpy(), k / 6.4)
+            for y, x in pos.tolist()
+        ]
+        np.testing.assert_allclose(loop, brute, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(batched[b], brute, rtol=1e-10, atol=1e-13)
+
+
+def test_pick_match_and_batched_pick(el):
+    d = np.array([0.5, 0.10, 0.3, 0.105, 0.11, 0.111, 0.2])
+    # candidates within 10 %: 0.10, 0.105, 0.11 (0.111 is above 0.11 + 1e-9) -> indices 1, 3, 4
+    picks = [el["pick_match"](d, u, eps=0.1) for u in (0.0, 0.34, 0.67, 0.999)]
+    assert picks == [1, 3, 4, 4]
+    assert el["pick_match"](d, 0.9, eps=0.0) == 1
+    ties = np.array([0.0, 0.2, 1e-16, 0.0])  # exact copies tie at zero despite rounding
+    assert el["pick_match"](ties, 0.99, eps=0.1) == 3
+    dt = torch.from_numpy(np.stack([d, d, np.r_[ties, 1, 1, 1]]))
+    u = torch.tensor([0.34, 0.999, 0.5], dtype=torch.float64)
+    got = el["pick_matches"](dt, u, eps=0.1).tolist()
+    assert got == [3, 4, el["pick_match"](dt[2].numpy(), 0.5, eps=0.1)]
+
+
+def test_frontier_is_the_next_onion_layer(el):
+    known = torch.zeros(7, 9, dtype=torch.bool)
+    known[2:5, 3:5] = True
+    known[0, 8] = True
+    order = el["frontier"](known, torch.Generator().manual_seed(0))
+    counts = {}
+    for y in range(7):
+        for x in range(9):
+            if known[y, x]:
+                continue
+            n = sum(
+                bool(known[y + dy, x + dx])
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+                if (dy or dx) and 0 <= y + dy < 7 and 0 <= x + dx < 9
+            )
+            if n:
+                counts[(y, x)] = n
+    assert sorted(map(tuple, order.tolist())) == sorted(counts)
+    seq = [counts[tuple(p)] for p in order.tolist()]
+    assert seq == sorted(seq, reverse=True)  # most known neighbours first
+
+
+def test_dependency_levels_respect_every_conflict(el):
+    rng = np.random.default_rng(0)
+    order = rng.permutation([(y, x) for y in range(10) for x in range(12)])[:60]
+    levels = el["dependency_levels"](order, 5, (10, 12))
+    for i in range(len(order)):
+        for j in range(i):
+            if np.abs(order[i] - order[j]).max() <= 2:  # j inside i's window
+                assert levels[i] > levels[j]
+
+
+def reference_efros_leung(sample, canvas, known, *, window, eps, max_err, generator):
+    """An independent, scalar re-implementation from the paper with the notebook's random
+    protocol: per layer one randperm (tie order) and one rand per pixel."""
+    s = sample[0].double().numpy()
+    c, hs, ws = s.shape
+    img = canvas[0].double().numpy().copy()
+    filled = known[0, 0].numpy().copy()
+    h, w = filled.shape
+    r = window // 2
+    sigma = window / 6.4
+    while not filled.all():
+        layer, counts = [], []
+        for y in range(h):
+            for x in range(w):
+                if filled[y, x]:
+                    continue
+                n = sum(
+                    bool(filled[y + dy, x + dx])
+                    for dy in (-1, 0, 1)
+                    for dx in (-1, 0, 1)
+                    if (dy or dx) and 0 <= y + dy < h and 0 <= x + dx < w
+                )
+                if n:
+                    layer.append((y, x))
+                    counts.append(n)
+        perm = torch.randperm(len(layer), generator=generator).tolist()
+        layer = [layer[p] for p in perm]
+        counts = [counts[p] for p in perm]
+        ranked = sorted(range(len(layer)), key=lambda i: -counts[i])  # stable
+        u = torch.rand(len(layer), generator=generator, dtype=torch.float64).tolist()
+        grown = 0
+        for n_i, i in enumerate(ranked):
+            y, x = layer[i]
+            tmpl = np.zeros((c, window, window))
+            mask = np.zeros((window, window), bool)
+            for a in range(window):
+                for b in range(window):
+                    yy, xx = y + a - r, x + b - r
+                    if 0 <= yy < h and 0 <= xx < w and filled[yy, xx]:
+                        tmpl[:, a, b] = img[:, yy, xx]
+                        mask[a, b] = True
+            cands = [(qy, qx) for qy in range(hs - window + 1) for qx in range(ws - window + 1)]
+            d = [brute_distance(s, qy, qx, tmpl, mask, sigma) for qy, qx in cands]
+            best = min(d)
+            ok = [j for j, dj in enumerate(d) if dj <= best * (1 + eps) + 1e-9]
+            j = ok[int(u[n_i] * len(ok))]
+            if d[j] < max_err:
+                img[:, y, x] = s[:, cands[j][0] + r, cands[j][1] + r]
+                filled[y, x] = True
+                grown += 1
+        if not grown:
+            max_err *= 1.1
+    return torch.from_numpy(img).float()[None]
+
+
+@pytest.mark.parametrize("max_err", [0.3, 0.004])
+def test_loop_and_fast_equal_the_brute_force(el, max_err):
+    sample = tiny_sample(7, 8, c=3, seed=3)
+    canvas, known = el["new_canvas"](sample, (9, 10), generator=torch.Generator().manual_seed(4))
+    kw = dict(window=3, eps=0.1, max_err=max_err)
+    ref = reference_efros_leung(
+        sample, canvas, known, generator=torch.Generator().manual_seed(5), **kw
+    )
+    loop, src_loop = el["efros_leung_loop"](
+        sample, canvas, known, generator=torch.Generator().manual_seed(5), progress=False, **kw
+    )
+    fast, src_fast = el["efros_leung_fast"](
+        sample, canvas, known, generator=torch.Generator().manual_seed(5), progress=False, **kw
+    )
+    assert torch.equal(loop, ref)
+    assert torch.equal(fast, ref)
+    assert torch.equal(src_loop, src_fast)
+    # every grown pixel is a copy of the sample pixel it names
+    grown = src_fast[..., 0] >= 0
+    ys, xs = src_fast[grown].T
+    assert torch.equal(fast[0][:, grown], sample[0][:, ys, xs])
+
+
+def test_fast_equals_loop_on_a_bigger_case_and_keeps_known_pixels(el):
+    sample = tiny_sample(14, 13, c=1, seed=7)
+    canvas = torch.rand(1, 1, 16, 15, generator=torch.Generator().manual_seed(0))
+    known = torch.zeros(1, 1, 16, 15, dtype=torch.bool)
+    known[..., 3:9, 4:12] = True  # extrapolation from a given block
+    kw = dict(window=5, generator=None, progress=False)
+    outs = []
+    for fn in ("efros_leung_loop", "efros_leung_fast"):
+        kw["generator"] = torch.Generator().manual_seed(11)
+        outs.append(el[fn](sample, canvas, known, **kw))
+    (a, sa), (b, sb) = outs
+    assert torch.equal(a, b) and torch.equal(sa, sb)
+    assert torch.equal(b[known.expand_as(b)], canvas[known.expand_as(canvas)])
+    assert (sb[..., 0][known[0, 0]] == -1).all() and (sb[..., 0][~known[0, 0]] >= 0).all()
+
+
+def test_hole_filling_uses_only_windows_outside_the_hole(el):
+    image = tiny_sample(12, 12, c=3, seed=9)
+    hole = torch.zeros(1, 1, 12, 12, dtype=torch.bool)
+    hole[..., 5:8, 4:8] = True
+    out, src = el["efros_leung_fast"](
+        image,
+        image * ~hole,
+        ~hole,
+        window=3,
+        generator=torch.Generator().manual_seed(0),
+        sample_known=~hole,
+        progress=False,
+    )
+    assert torch.equal(out[:, :, ~hole[0, 0]], image[:, :, ~hole[0, 0]])
+    ys, xs = src[hole[0, 0]].T
+    assert not hole[0, 0, ys, xs].any()  # copied from outside the hole
+
+
+def test_constant_sample_gives_constant_output(el):
+    sample = torch.full((1, 3, 8, 8), 0.25)
+    canvas, known = el["new_canvas"](sample, 11, generator=torch.Generator().manual_seed(0))
+    out, _ = el["efros_leung_fast"](
+        sample, canvas, known, window=5, generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert out.shape == (1, 3, 11, 11) and torch.all(out == 0.25)
