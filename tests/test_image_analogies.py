@@ -1,0 +1,131 @@
+"""The functions of notebooks/04_image_analogies.ipynb, as written there, against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nbrun import ROOT, tagged_namespace
+
+
+@pytest.fixture(scope="module")
+def ns() -> dict:
+    return tagged_namespace(ROOT / "notebooks/04_image_analogies.ipynb")
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_gaussian_pyramid_shapes_and_constants(ns):
+    x = _rand(1, 3, 12, 20)
+    pyr = ns["gaussian_pyramid"](x, 3)
+    assert [tuple(p.shape) for p in pyr] == [(1, 3, 3, 5), (1, 3, 6, 10), (1, 3, 12, 20)]
+    assert pyr[-1] is x  # finest level last, unchanged
+    const = torch.full((1, 1, 8, 8), 0.3)
+    for level in ns["gaussian_pyramid"](const, 3):
+        torch.testing.assert_close(level, torch.full_like(level, 0.3))
+    # the blur keeps the mean and lowers the spread
+    assert float(pyr[1].std()) < float(x.std())
+    with pytest.raises(ValueError, match="divisible"):
+        ns["gaussian_pyramid"](_rand(1, 1, 10, 12), 3)
+
+
+def test_neighbourhoods_match_a_loop_with_repeated_edges(ns):
+    img = _rand(5, 7, seed=1).numpy()
+    got = ns["neighbourhoods"](img, 3)
+    assert got.shape == (5, 7, 9)
+    for y in range(5):
+        for x in range(7):
+            want = [
+                img[min(max(y + dy, 0), 4), min(max(x + dx, 0), 6)]
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+            ]
+            np.testing.assert_allclose(got[y, x], want)
+
+
+def test_causal_features_are_the_pixels_before_the_centre(ns):
+    padded = _rand(8, 9, seed=2).numpy()  # a 4 x 5 image padded by 2
+    got = ns["causal_features"](padded)
+    assert got.shape == (4, 5, 12)
+    w5 = ns["W5"]
+    y, x = 1, 3
+    window = padded[y : y + 5, x : x + 5]
+    want = np.concatenate([window[0], window[1], window[2, :2]]) * w5[:12]
+    np.testing.assert_allclose(got[y, x], want)
+
+
+def test_best_match_is_the_brute_force_nearest_neighbour(ns):
+    rng = np.random.default_rng(3)
+    feats, query = rng.random((37, 11)), rng.random(11)
+    p, d = ns["best_match"](feats, (feats**2).sum(1), query)
+    dists = [((f - query) ** 2).sum() for f in feats]
+    assert p == int(np.argmin(dists))
+    assert d == pytest.approx(min(dists))
+
+
+def test_coherence_candidates_continue_the_neighbours_pieces(ns):
+    source = np.zeros((4, 6), dtype=np.int64)
+    wa = 10
+    source[1, 2] = 3 * wa + 5  # the pixel above-left of q = (2, 3) was copied from A (3, 5)
+    source[2, 2] = 7 * wa + 9  # the pixel left of q came from A (7, 9): its continuation (7, 10)
+    got = set(ns["coherence_candidates"](source, 2, 3, (8, wa)).tolist())
+    assert 4 * wa + 6 in got  # (3, 5) + (1, 1)
+    assert 7 * wa + 10 not in got  # outside A (column 10 of a 10-wide A)
+    # zeros elsewhere in `source` mean "copied from A (0, 0)": continuations of those, if inside
+    for dy, dx in ns["OFFSETS"]:
+        ry, rx = 2 + dy, 3 + dx
+        if 0 <= ry and 0 <= rx < 6 and source[ry, rx] == 0 and -dy < 8 and 0 <= -dx < wa:
+            assert -dy * wa - dx in got
+
+
+def test_remap_luminance_matches_mean_and_spread(ns):
+    rng = np.random.default_rng(4)
+    ya, yap, yb = rng.random((5, 7)) * 0.3, rng.random((5, 7)), rng.random((6, 4)) * 0.8 + 0.1
+    ra, rap = ns["remap_luminance"](ya, yap, yb)
+    assert ra.mean() == pytest.approx(yb.mean()) and ra.std() == pytest.approx(yb.std())
+    scale = yb.std() / ya.std()
+    np.testing.assert_allclose(rap, (yap - ya.mean()) * scale + yb.mean())
+
+
+@pytest.mark.parametrize("kappa", [0.0, 5.0])
+def test_analogy_with_b_equal_to_a_gives_back_a_prime(ns, kappa):
+    a = _rand(1, 1, 8, 12, seed=5)
+    a_prime = 1 - a**2
+    out, source = ns["image_analogy"](a, a_prime, a, levels=2, kappa=kappa, progress=False)
+    assert out.shape == (1, 1, 8, 12)
+    torch.testing.assert_close(out, a_prime, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(source, np.arange(8 * 12).reshape(8, 12))
+
+
+def test_analogy_coherence_weight_makes_larger_pieces(ns):
+    a, b = _rand(1, 1, 16, 16, seed=6), _rand(1, 1, 8, 8, seed=7)
+    a_prime = a.flip(-1)
+
+    def continued(kappa):  # fraction of pixels that continue their left neighbour's piece
+        _, src = ns["image_analogy"](a, a_prime, b, levels=1, kappa=kappa, progress=False)
+        return float(np.mean(src[:, 1:] == src[:, :-1] + 1))
+
+    assert continued(1e6) > 0.8 and continued(0.0) < 0.5
+
+
+def test_analogy_colour_modes_and_errors(ns):
+    a, b = _rand(1, 3, 8, 8, seed=8), _rand(1, 3, 8, 8, seed=9)
+    a_prime = a.flip(-2)
+    yiq, _ = ns["image_analogy"](a, a_prime, b, levels=2, progress=False)
+    copy, src = ns["image_analogy"](a, a_prime, b, levels=2, color="copy", progress=False)
+    assert yiq.shape == copy.shape == (1, 3, 8, 8)
+    assert 0 <= float(yiq.min()) and float(yiq.max()) <= 1
+    flat = a_prime[0].flatten(1)  # (3, 64)
+    torch.testing.assert_close(copy[0].flatten(1), flat[:, torch.from_numpy(src).flatten()])
+    with pytest.raises(ValueError, match="color"):
+        ns["image_analogy"](a, a_prime, b, levels=1, color="rgb", progress=False)
+    with pytest.raises(ValueError, match="a_prime"):
+        ns["image_analogy"](a, a_prime[..., :4], b, levels=1, progress=False)
+
+
+def test_psnr_of_known_errors(ns):
+    x = torch.zeros(1, 1, 4, 5)
+    assert ns["psnr"](x, x + 0.1) == pytest.approx(20.0, abs=1e-4)
+    assert ns["psnr"](x, x + 0.01) == pytest.approx(40.0, abs=1e-3)
