@@ -58,27 +58,28 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, fast on {device}\n"
     )
     print(
-        "| sample | output | window | windows N | loop (s) | fast (s) | fast CPU (s) | speed-up "
-        "| same output |"
+        "| sample | output | window | windows N | loop wall / CPU (s) | fast wall / CPU (s) "
+        "| speed-up wall / CPU | same output |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         s, o, k = (int(v) for v in case.split(":"))
         sample = samples.load_sample("rocks", s, channels=3)
         n = (s - k + 1) ** 2
         t_fast, cpu_fast, fast = run(el, "efros_leung_fast", sample.to(device), o, k, device)
         if args.full or o * o <= args.loop_max:
-            t_loop, _, loop = run(el, "efros_leung_loop", sample, o, k, "cpu")
-            same, loop_txt = str(torch.equal(loop, fast.cpu())), f"{t_loop:.1f}"
+            t_loop, cpu_loop, loop = run(el, "efros_leung_loop", sample, o, k, "cpu")
+            same, est = str(torch.equal(loop, fast.cpu())), ""
         else:
             small = int(args.loop_max**0.5)
-            t_small, _, _ = run(el, "efros_leung_loop", sample, small, k, "cpu")
-            pixels = lambda side: side * side - 9  # the 3x3 seed is given
-            t_loop = t_small * pixels(o) / pixels(small)
-            same, loop_txt = "(not run)", f"{t_loop:.0f} est. ({small}² run)"
+            t_small, cpu_small, _ = run(el, "efros_leung_loop", sample, small, k, "cpu")
+            scale = (o * o - 9) / (small * small - 9)  # the 3x3 seed is given
+            t_loop, cpu_loop = t_small * scale, cpu_small * scale
+            same, est = "(loop not run)", f" est. from {small}²"
         print(
-            f"| {s}² | {o}² | {k} | {n} | {loop_txt} | {t_fast:.2f} | {cpu_fast:.2f} | "
-            f"{t_loop / t_fast:.0f}× | {same} |",
+            f"| {s}² | {o}² | {k} | {n} | {t_loop:.1f} / {cpu_loop:.1f}{est} | "
+            f"{t_fast:.2f} / {cpu_fast:.2f} | {t_loop / t_fast:.0f}× / {cpu_loop / cpu_fast:.0f}× "
+            f"| {same} |",
             flush=True,
         )
 
