@@ -3,12 +3,18 @@
     .venv/bin/python tests/nbrun.py notebooks/02_efros_leung.ipynb [--full] [--timeout 600]
 
 Prints the time taken; on an error, the failing cell's index and source and the traceback.
-The network is blocked inside the kernel (see ``netguard.py``); outputs are not saved.
+The network is blocked inside the kernel (see ``netguard.py``).
+
+Executed notebooks can be kept in a cache (``_build/executed/``, keyed by a hash of the
+notebook, the mode and ``course_lib``'s sources): ``tests/test_notebooks.py`` saves every
+notebook it runs there, and ``make book`` (``book/build.py``) renders from it, so ``make test``
+executes each notebook once. ``--save`` saves what this command runs into the cache too.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -20,18 +26,47 @@ from nbclient.exceptions import CellExecutionError
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+CACHE = ROOT / "_build" / "executed"
+GUARD_TAG = "course-kit-netguard"
 
 
 def guard_cell() -> nbformat.NotebookNode:
     """A first cell that blocks network sockets inside the kernel."""
     source = (HERE / "netguard.py").read_text()
-    return nbformat.v4.new_code_cell(source + "\ninstall()\n")
+    cell = nbformat.v4.new_code_cell(source + "\ninstall()\n")
+    cell.metadata["tags"] = [GUARD_TAG]
+    return cell
+
+
+def _without_guard(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb.cells = [c for c in nb.cells if GUARD_TAG not in c.metadata.get("tags", [])]
+    return nb
+
+
+def failing_cell(nb: nbformat.NotebookNode) -> int | None:
+    """Index (in the notebook as saved, without the guard cell) of the first cell with an error."""
+    cells = [c for c in nb.cells if GUARD_TAG not in c.metadata.get("tags", [])]
+    for i, cell in enumerate(cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return i
+    return None
+
+
+def failure_message(err: CellExecutionError) -> str:
+    """``<notebook>: cell <i> failed: <error>`` followed by nbclient's source and traceback."""
+    where = getattr(err, "notebook", "notebook")
+    index = getattr(err, "cell_index", None)
+    cell = f"cell {index}" if index is not None else "a cell"
+    return f"{where}: {cell} failed: {err.ename}: {err.evalue}\n{err}"
 
 
 def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: dict | None = None):
     """Run ``path`` in a fresh kernel; returns (executed notebook, seconds).
 
-    Raises ``CellExecutionError`` with the cell's source and traceback on the first error.
+    Raises ``CellExecutionError`` with the cell's source and traceback on the first error; the
+    error also carries ``notebook`` (the path, relative to the repository when inside it) and
+    ``cell_index`` (the failing cell's index in the file, counting markdown cells, from 0).
+    The returned notebook records the mode and time in ``metadata["course_kit"]``.
     """
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
@@ -54,11 +89,84 @@ def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: di
             resources={"metadata": {"path": str(path.parent)}},
         )
         start = time.perf_counter()
-        client.execute()
-        return nb, time.perf_counter() - start
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            err.notebook = _display_path(path)
+            err.cell_index = failing_cell(nb)
+            raise
+        seconds = time.perf_counter() - start
+        nb.metadata["course_kit"] = {"quick": quick, "seconds": round(seconds, 1)}
+        return nb, seconds
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def cache_key(path: str | Path, *, quick: bool) -> str:
+    """A hash of the notebook's bytes, the mode, and every source file of ``course_lib``."""
+    digest = hashlib.sha256(b"quick" if quick else b"full")
+    digest.update(Path(path).read_bytes())
+    for source in sorted((ROOT / "course_lib").rglob("*")):
+        if source.is_file() and "__pycache__" not in source.parts:
+            digest.update(str(source.relative_to(ROOT)).encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_stem(path: str | Path) -> str:
+    return _display_path(Path(path)).replace("/", "__").removesuffix(".ipynb")
+
+
+def cached_path(path: str | Path, *, quick: bool, cache: Path = CACHE) -> Path:
+    """Where the executed copy of ``path`` lives in ``cache`` for this mode and these sources."""
+    mode = "quick" if quick else "full"
+    return Path(cache) / mode / f"{_cache_stem(path)}-{cache_key(path, quick=quick)}.ipynb"
+
+
+def load_cached(path: str | Path, *, quick: bool, cache: Path = CACHE):
+    """The cached executed notebook, or ``None`` when there is none for the current sources."""
+    target = cached_path(path, quick=quick, cache=cache)
+    return nbformat.read(target, as_version=4) if target.is_file() else None
+
+
+def save_cached(nb, path: str | Path, *, quick: bool, cache: Path = CACHE) -> Path:
+    """Save an executed notebook (without the guard cell) into ``cache``; drop stale copies.
+
+    Written to a temporary file and renamed, so parallel test workers never see half a file.
+    """
+    target = cached_path(path, quick=quick, cache=cache)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f"{_cache_stem(path)}-*.ipynb"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
+    nb = _without_guard(nbformat.from_dict(nb))
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    nbformat.write(nb, partial)
+    os.replace(partial, target)
+    return target
+
+
+def execute_cached(
+    path: str | Path, *, quick: bool = True, timeout: int = 600, cache: Path = CACHE
+) -> tuple[nbformat.NotebookNode, float, bool]:
+    """The executed notebook from ``cache`` when its sources are unchanged, else execute and save.
+
+    Returns (notebook without the guard cell, seconds it took to execute, whether it was cached).
+    """
+    nb = load_cached(path, quick=quick, cache=cache)
+    if nb is not None:
+        return nb, float(nb.metadata.get("course_kit", {}).get("seconds", 0.0)), True
+    nb, seconds = execute(path, quick=quick, timeout=timeout)
+    save_cached(nb, path, quick=quick, cache=cache)
+    return _without_guard(nb), seconds, False
 
 
 def tagged_namespace(path: str | Path, tag: str = "testable") -> dict:
@@ -82,14 +190,17 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="+")
     parser.add_argument("--full", action="store_true", help="default mode instead of quick mode")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--save", action="store_true", help="save into the cache (_build/executed)")
     args = parser.parse_args()
     status = 0
     for name in args.notebooks:
         try:
-            _, seconds = execute(name, quick=not args.full, timeout=args.timeout)
+            nb, seconds = execute(name, quick=not args.full, timeout=args.timeout)
             print(f"ok    {name}  {seconds:.1f} s")
+            if args.save:
+                print(f"      saved {save_cached(nb, name, quick=not args.full)}")
         except CellExecutionError as err:
-            print(f"FAIL  {name}\n{err}")
+            print(f"FAIL  {failure_message(err)}")
             status = 1
     return status
 

@@ -1,11 +1,16 @@
-"""Every notebook under notebooks/ and solutions/ runs top to bottom in quick mode."""
+"""Every notebook under notebooks/ and solutions/ runs top to bottom in quick mode.
+
+Each executed notebook is saved into the cache (``_build/executed/``) that ``make book`` and
+``tests/test_book.py`` render from, so ``make test`` executes every notebook only once.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from nbrun import ROOT, execute
+from nbclient.exceptions import CellExecutionError
+from nbrun import ROOT, execute, failure_message, save_cached
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
     (ROOT / "solutions").glob("*/*.ipynb")
@@ -15,7 +20,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_notebook_runs_in_quick_mode(path: Path) -> None:
-    nb, seconds = execute(path, quick=True, timeout=600)
+    try:
+        nb, seconds = execute(path, quick=True, timeout=600)
+    except CellExecutionError as err:
+        pytest.fail(failure_message(err), pytrace=False)
     errors = [
         (i, out.get("ename"))
         for i, cell in enumerate(nb.cells)
@@ -23,4 +31,5 @@ def test_notebook_runs_in_quick_mode(path: Path) -> None:
         if out.get("output_type") == "error"
     ]
     assert not errors, f"{path.name}: error outputs in cells {errors}"
+    save_cached(nb, path, quick=True)
     print(f"{path.name}: {seconds:.1f} s")
