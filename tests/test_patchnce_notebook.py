@@ -1,0 +1,104 @@
+"""PatchNCE as written in notebooks/13_cut_patchnce.ipynb, against an explicit loop over patches."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from nbrun import ROOT, tagged_namespace
+
+
+@pytest.fixture(scope="module")
+def ns() -> dict:
+    return tagged_namespace(ROOT / "notebooks/13_cut_patchnce.ipynb")
+
+
+def unit(*shape: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1)
+
+
+def loop_patchnce(q, k, tau, negatives):
+    """-log( e^{q.k+/t} / (e^{q.k+/t} + sum_neg e^{q.k-/t}) ), patch by patch, no masking trick."""
+    b, p, _ = q.shape
+    out = torch.empty(b, p, dtype=q.dtype)
+    for i in range(b):
+        for s in range(p):
+            pos = float(q[i, s] @ k[i, s]) / tau
+            if negatives == "internal":
+                negs = [float(q[i, s] @ k[i, t]) / tau for t in range(p) if t != s]
+            else:
+                negs = [
+                    float(q[i, s] @ k[j, t]) / tau for j in range(b) if j != i for t in range(p)
+                ]
+            m = max([pos, *negs])
+            denom = sum(math.exp(v - m) for v in [pos, *negs])
+            out[i, s] = -(pos - m - math.log(denom))
+    return out
+
+
+@pytest.mark.parametrize("negatives", ["internal", "external"])
+@pytest.mark.parametrize("tau", [0.07, 0.5])
+def test_patchnce_matches_explicit_loop(ns, negatives, tau):
+    q, k = unit(3, 5, 7, seed=1), unit(3, 5, 7, seed=2)  # (B, P, D), distinct odd sizes
+    got = ns["patchnce_loss"](q, k, tau=tau, negatives=negatives)
+    assert got.shape == (3, 5)
+    torch.testing.assert_close(got, loop_patchnce(q, k, tau, negatives), rtol=1e-9, atol=1e-9)
+
+
+def test_patchnce_near_chance_for_unrelated_and_low_for_matching(ns):
+    loss = ns["patchnce_loss"]
+    q, k = unit(2, 50, 64, seed=3), unit(2, 50, 64, seed=4)
+    # tau = 1 with random directions: every candidate about equally likely -> ~log(50)
+    assert abs(float(loss(q, k, tau=1.0).mean()) - math.log(50)) < 0.3
+    assert float(loss(k, k).mean()) < 0.05 * math.log(50)
+
+
+def test_patchnce_gradient_flows_to_queries_not_keys(ns):
+    q = unit(2, 6, 5, seed=5).requires_grad_(True)
+    k = unit(2, 6, 5, seed=6).requires_grad_(True)
+    ns["patchnce_loss"](q, k).sum().backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    assert k.grad is None
+
+
+def test_patchnce_internal_ignores_other_images(ns):
+    q, k = unit(2, 4, 3, seed=7), unit(2, 4, 3, seed=8)
+    k2 = k.clone()
+    k2[1] = unit(1, 4, 3, seed=9)[0]  # change image 1's keys only
+    loss = ns["patchnce_loss"]
+    torch.testing.assert_close(loss(q, k)[0], loss(q, k2)[0])
+    assert not torch.allclose(
+        loss(q, k, negatives="external")[0], loss(q, k2, negatives="external")[0]
+    )
+
+
+def test_patchnce_errors(ns):
+    loss = ns["patchnce_loss"]
+    with pytest.raises(ValueError, match="B, P, D"):
+        loss(unit(2, 3, 4, seed=0), unit(2, 4, 4, seed=0))
+    with pytest.raises(ValueError, match="negatives"):
+        loss(unit(2, 3, 4, seed=0), unit(2, 3, 4, seed=0), negatives="both")
+    with pytest.raises(ValueError, match="at least 2"):
+        loss(unit(1, 3, 4, seed=0), unit(1, 3, 4, seed=0), negatives="external")
+
+
+def test_patch_sampling_reuses_locations(ns):
+    """The query pass must read the same locations as the key pass, for every image."""
+    feats = [torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)]
+    ident = [torch.nn.Identity()]
+    g = torch.Generator().manual_seed(0)
+    zs, ids = ns["sample_patch_features"](feats, ident, num_patches=6, generator=g)
+    zs2, ids2 = ns["sample_patch_features"](feats, ident, ids, num_patches=6)
+    assert zs[0].shape == (2, 6, 3) and torch.equal(ids[0], ids2[0])
+    flat = feats[0].flatten(2).transpose(1, 2)[:, ids[0]]  # (B, P, C)
+    torch.testing.assert_close(zs[0], flat / (flat.norm(dim=-1, keepdim=True) + 1e-7))
+    assert len(set(ids[0].tolist())) == 6  # without replacement
+
+
+def test_lsgan_loss(ns):
+    logits = torch.tensor([[0.2, -1.0], [1.5, 0.0]])
+    torch.testing.assert_close(ns["lsgan_loss"](logits, True), ((logits - 1) ** 2).mean())
+    torch.testing.assert_close(ns["lsgan_loss"](logits, False), (logits**2).mean())
