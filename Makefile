@@ -1,6 +1,7 @@
 # Style and Content, Texture Synthesis: the course kit.
 #   make lab    set up .venv (once) and start JupyterLab on notebooks/00_start_here.ipynb
 #   make test   set up .venv (once) and run lint + the whole test suite
+#   make book   execute the notebooks and render the course book into _build/book/
 # See README.md for the options below.
 
 PYTHON3 ?= python3
@@ -17,9 +18,15 @@ PYTEST_ARGS ?=
 ASSIGNMENT ?=
 SUBMISSIONS ?=
 TIMEOUT ?=
-LINT_PATHS := course_lib tests benchmarks notebooks solutions nbgrader_config.py
+# make book QUICK=1: quick mode (COURSE_QUICK=1); NOTEBOOKS="notebooks/00_start_here.ipynb ...":
+# only these (default: all of notebooks/)
+QUICK   ?=
+NOTEBOOKS ?=
+# the browser tests drive Debian's Chromium with Playwright (never a downloaded browser)
+CHROMIUM ?= /usr/bin/chromium
+LINT_PATHS := course_lib tests benchmarks notebooks solutions book nbgrader_config.py
 
-.PHONY: lab test lint format release grade book bench clean-venv setup
+.PHONY: lab test lint format release grade book bench clean-venv setup chromium
 
 setup: $(STAMP)
 
@@ -34,7 +41,9 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
 	  $(if $(NO_BROWSER),--no-browser,) \
 	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN),) \
-	  notebooks/00_start_here.ipynb
+	  $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	  --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -44,8 +53,32 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
-test: $(STAMP) lint
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+# Two pytest runs: first everything but the book and the browser (in parallel; the notebook tests
+# save each executed notebook into _build/executed/), then the book (rendered from those executed
+# copies, so no notebook runs twice) and JupyterLab in headless Chromium. Exit 5 (nothing
+# selected, e.g. PYTEST_ARGS="-k samples") is fine for the second run.
+test: $(STAMP) lint chromium
+	$(PY) -m pytest -n $(JOBS) -m "not book and not browser" $(PYTEST_ARGS)
+	@echo "course kit: book and browser tests (after the notebooks)"
+	$(PY) -m pytest -m "book or browser" $(PYTEST_ARGS); rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
+
+book: $(STAMP)
+	$(PY) book/build.py $(if $(filter-out 0,$(QUICK)),--quick,) $(NOTEBOOKS)
+	@echo "course kit: open _build/book/index.html"
+
+# Debian's Chromium for tests/test_browser.py: installed with apt-get when missing and apt-get can
+# be used (as root, or with password-less sudo); otherwise those tests are skipped and say why.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "course kit: no $(CHROMIUM) and no apt-get: the browser tests will be skipped"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	  echo "course kit: installing Debian's chromium for the browser tests (apt-get)"; \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "course kit: could not install chromium: the browser tests will be skipped"; \
+	fi
 
 release: $(STAMP)
 	$(VENV)/bin/course-kit release
