@@ -15,6 +15,11 @@ sys.path.insert(0, str(HERE))
 import netguard  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one thread each (and in the kernels they start), or
+    # torch's spinning threads fight over the cores and everything runs many times slower.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
 
 
 @pytest.fixture(autouse=True, scope="session")
