@@ -26,11 +26,8 @@ Taught in: ``notebooks/10_pix2pix.ipynb`` (paired) and ``notebooks/11_cyclegan.i
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_positive_int
+from ._download import fetch
 from .images import load_image, resize
 from .samples import list_fonts, load_glyphs, load_sample
 
@@ -497,24 +495,18 @@ def download_dataset(name: str, root: str | Path, *, timeout: float = 60.0) -> P
     entry, target = DATASETS[name], Path(root) / name
     if (target / "trainA").is_dir():
         return target
-    print(f"course_lib: downloading {entry.description} from {entry.url}")
-    try:
-        request = urllib.request.Request(entry.url, headers={"User-Agent": "course-kit/0.1"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError) as err:
-        raise RuntimeError(
-            f"could not download {name!r} ({err}). Offline? These domains need no network: "
-            f"course_lib.domains.unpaired(name, n, size) with name one of {_offline_names()}; "
-            f"or unpack {entry.url.rsplit('/', 1)[-1]} into {target} yourself."
-        ) from err
-    digest = hashlib.sha256(data).hexdigest()
-    if entry.sha256 is not None and digest != entry.sha256:
-        raise RuntimeError(
-            f"download of {name!r} has SHA-256 {digest}, expected {entry.sha256}; not saved"
-        )
-    if entry.sha256 is None:
-        print(f"course_lib: {name} sha256 = {digest} (not pinned yet)")
+    data = fetch(
+        entry.url,
+        name=name,
+        description=entry.description,
+        sha256=entry.sha256,
+        offline_hint=(
+            "These domains need no network: course_lib.domains.unpaired(name, n, size) with "
+            f"name one of {_offline_names()}; or unpack {entry.url.rsplit('/', 1)[-1]} into "
+            f"{target} yourself."
+        ),
+        timeout=timeout,
+    )
     _unpack(data, target)
     return target
 

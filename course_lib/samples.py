@@ -16,11 +16,8 @@ Example:
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import textwrap
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ._checks import check_choice, check_positive_int
+from ._download import fetch
 from .images import center_crop, from_numpy, load_image, resize, to_grayscale
 
 KINDS = ("texture", "photo", "style", "text")
@@ -775,24 +773,18 @@ def download(name: str, *, timeout: float = 30.0) -> Path:
     entry, path = DOWNLOADS[name], _cache_path(name)
     if path.is_file():
         return path
-    print(f"course_lib: downloading {entry.description} from {entry.url}")
-    try:
-        request = urllib.request.Request(entry.url, headers={"User-Agent": "course-kit/0.1"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError) as err:
-        alternatives = ", ".join(s.name for s in list_samples("style"))
-        raise RuntimeError(
-            f"could not download {name!r} ({err}). Offline? The bundled styles work without a "
-            f"network: {alternatives}; or copy the image to {path} yourself."
-        ) from err
-    digest = hashlib.sha256(data).hexdigest()
-    if entry.sha256 is not None and digest != entry.sha256:
-        raise RuntimeError(
-            f"download of {name!r} has SHA-256 {digest}, expected {entry.sha256}; not saved"
-        )
-    if entry.sha256 is None:
-        print(f"course_lib: {name} sha256 = {digest} (not pinned yet)")
+    alternatives = ", ".join(s.name for s in list_samples("style"))
+    data = fetch(
+        entry.url,
+        name=name,
+        description=entry.description,
+        sha256=entry.sha256,
+        offline_hint=(
+            f"The bundled styles work without a network: {alternatives}; or copy the image to "
+            f"{path} yourself."
+        ),
+        timeout=timeout,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)
