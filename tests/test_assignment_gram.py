@@ -7,40 +7,25 @@ for the solution and fail for realistic student mistakes, made by editing the so
 
 from __future__ import annotations
 
-from functools import cache
-
 import nbformat
 import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
+from source_notebook import cells_by_id, namespace, run_grade_cell
 
 NB = ROOT / "solutions" / "gram" / "gram.ipynb"
 
 
-@cache
 def _cells() -> dict[str, nbformat.NotebookNode]:
-    nb = nbformat.read(NB, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+    return cells_by_id(NB)
 
 
 def _namespace(mutations: dict[str, list[tuple[str, str]]] | None = None) -> dict:
-    """Run the tagged cells (setup and answers), with ``old -> new`` edits applied by grade id."""
-    namespace: dict = {"__name__": "notebook:gram"}
-    for gid, cell in _cells().items():
-        if cell.cell_type != "code" or "testable" not in cell.metadata.get("tags", []):
-            continue
-        source = cell.source
-        for old, new in (mutations or {}).get(gid, []):
-            assert old in source, f"mutation target {old!r} not found in {gid}"
-            source = source.replace(old, new)
-        exec(compile(source, f"gram[{gid}]", "exec"), namespace)
-    return namespace
+    return namespace(NB, mutations)
 
 
-def _run_grade_cell(namespace: dict, gid: str) -> None:
-    cell = _cells()[gid]
-    assert cell.metadata["nbgrader"]["grade"], gid
-    exec(compile(cell.source, f"gram[{gid}]", "exec"), dict(namespace))
+def _run_grade_cell(ns: dict, gid: str) -> None:
+    run_grade_cell(NB, ns, gid)
 
 
 GRADE_CELLS = [gid for gid, c in _cells().items() if c.metadata["nbgrader"]["grade"]]

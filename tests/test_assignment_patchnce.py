@@ -7,6 +7,8 @@ import nbformat
 import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
+from source_notebook import mutate as mutate_source
+from source_notebook import run_cell
 from torch.nn import functional as F
 
 NB = ROOT / "solutions/patchnce/patchnce.ipynb"
@@ -33,16 +35,9 @@ def graded(nb) -> list:
     return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
 
 
-def run_cell(namespace: dict, source: str, name: str) -> None:
-    exec(compile(source, name, "exec"), dict(namespace))
-
-
 def mutate(ns: dict, cells: dict[str, str], answer_id: str, old: str, new: str) -> dict:
-    source = cells[answer_id]
-    assert old in source, f"mutation target not found: {old!r}"
-    buggy = dict(ns)
-    exec(compile(source.replace(old, new), f"{answer_id}[mutant]", "exec"), buggy)
-    return buggy
+    """A namespace where the answer cell ``answer_id`` is redefined with ``old`` → ``new``."""
+    return mutate_source(ns, cells[answer_id], answer_id, old, new)
 
 
 def cut_patchnce(feat_q, feat_k, tau, batch):
