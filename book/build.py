@@ -73,9 +73,9 @@ def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
     return fallback
 
 
-def released_assignments(root: Path) -> list[Path]:
-    """The released student notebooks ``assignments/<id>/<id>.ipynb`` (never solutions)."""
-    return sorted(p for p in (root / "assignments").glob("*/*.ipynb") if p.stem == p.parent.name)
+def released_assignments(folder: Path) -> list[Path]:
+    """The released student notebooks ``<folder>/<id>/<id>.ipynb`` (never solutions)."""
+    return sorted(p for p in Path(folder).glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
 # ---- widgets → static output ---------------------------------------------------------------
@@ -322,12 +322,16 @@ def build(
     cache: Path = CACHE,
     timeout: int = 600,
     root: Path = ROOT,
+    assignments: Path | None = None,
     log=print,
 ) -> Path:
     """Execute ``notebooks`` (default: ``notebooks/*.ipynb``) and write the site into ``out``.
 
+    ``assignments`` is the folder of released assignments (default ``root/assignments``); links
+    to ``root/assignments/<id>/<id>.ipynb`` point at their pages wherever the folder is.
     Returns the index page. Raises ``BuildError`` when a notebook fails (nothing is written).
     """
+    assignments_dir = Path(assignments) if assignments else root / "assignments"
     notebooks = [Path(p).resolve() for p in (notebooks or sorted(root.glob("notebooks/*.ipynb")))]
     missing = [str(p) for p in notebooks if not p.is_file()]
     if missing:
@@ -335,13 +339,15 @@ def build(
     executed = execute_all(notebooks, quick=quick, cache=cache, timeout=timeout, log=log)
 
     pages = [Page(p, f"{p.stem}.html", notebook_title(executed[p], p.stem)) for p in notebooks]
-    released = released_assignments(root)
+    released = released_assignments(assignments_dir)
     assignments = [
         Page(p, f"assignments/{p.stem}.html", notebook_title(nbformat.read(p, 4), p.stem))
         for p in released
     ]
     index_page = Page(root / "notebooks" / "index.ipynb", "index.html", "Course map")
     targets = {p.source: p.href for p in pages + assignments}
+    for a in assignments:  # where the notebooks' links expect the released versions
+        targets[(root / "assignments" / a.source.parent.name / a.source.name).resolve()] = a.href
     nav = {
         "pages": [{"href": p.href, "title": p.title} for p in pages],
         "assignments": [{"href": a.href, "title": a.title} for a in assignments],

@@ -39,7 +39,17 @@ def guard_cell() -> nbformat.NotebookNode:
 
 
 def _without_guard(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    nb.cells = [c for c in nb.cells if GUARD_TAG not in c.metadata.get("tags", [])]
+    """Drop the guard cell; the cells after it are numbered from [1] again, as a reader expects."""
+    kept = [c for c in nb.cells if GUARD_TAG not in c.metadata.get("tags", [])]
+    if len(kept) == len(nb.cells):
+        return nb
+    nb.cells = kept
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.get("execution_count"):
+            cell.execution_count -= 1
+            for out in cell.get("outputs", []):
+                if out.get("execution_count"):
+                    out.execution_count -= 1
     return nb
 
 
@@ -111,10 +121,12 @@ def _display_path(path: Path) -> str:
 
 
 def cache_key(path: str | Path, *, quick: bool) -> str:
-    """A hash of the notebook's bytes, the mode, and every source file of ``course_lib``."""
+    """A hash of the notebook's bytes, the mode, every source file of ``course_lib``, and this
+    runner (``nbrun.py``, ``netguard.py``)."""
     digest = hashlib.sha256(b"quick" if quick else b"full")
     digest.update(Path(path).read_bytes())
-    for source in sorted((ROOT / "course_lib").rglob("*")):
+    runner = [HERE / "nbrun.py", HERE / "netguard.py"]
+    for source in runner + sorted((ROOT / "course_lib").rglob("*")):
         if source.is_file() and "__pycache__" not in source.parts:
             digest.update(str(source.relative_to(ROOT)).encode())
             digest.update(source.read_bytes())
