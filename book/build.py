@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
 HERE = Path(__file__).resolve().parent
@@ -209,6 +209,10 @@ def execute_all(
         except CellExecutionError as err:
             failures.append(failure_message(err))
             log(f"FAIL  {_rel(path)}: cell {getattr(err, 'cell_index', '?')} ({err.ename})")
+            continue
+        except (CellTimeoutError, DeadKernelError) as err:  # a cell ran too long, a kernel died
+            failures.append(f"{_rel(path)}: {type(err).__name__}: {err}")
+            log(f"FAIL  {_rel(path)}: {type(err).__name__}")
             continue
         how = "cached" if cached else f"executed in {time.perf_counter() - start:.1f} s"
         log(f"ok    {_rel(path)}  ({how}; {seconds:.1f} s when it ran)")
