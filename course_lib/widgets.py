@@ -64,7 +64,9 @@ def interact_figure(draw: Callable[..., Any], **controls: Any):
     Under nbgrader, or without ipywidgets, draws once with the first values instead.
 
     Returns:
-        The ``ipywidgets.VBox`` (controls above the output), or ``None`` when drawn statically.
+        An :class:`Interactive` holding the ``VBox`` (controls above the output) and the
+        controls by name, or ``None`` when drawn statically. It has no display of its own, so a
+        cell ending with this call shows the widget once.
     """
     if not callable(draw):
         raise TypeError(f"`draw` must be callable; got {type(draw).__name__}")
@@ -95,7 +97,18 @@ def interact_figure(draw: Callable[..., Any], **controls: Any):
     box = w.VBox([w.HBox(list(widgets.values())), out])
     redraw()
     display(box)
-    return box
+    return Interactive(box, widgets)
+
+
+class Interactive:
+    """What :func:`interact_figure` returns: ``box`` (the displayed VBox) and ``controls``
+    (name → widget), e.g. to set a value from code: ``ui.controls["size"].value = 128``."""
+
+    def __init__(self, box: Any, controls: dict[str, Any]) -> None:
+        self.box, self.controls = box, controls
+
+    def _ipython_display_(self) -> None:
+        """Already displayed by :func:`interact_figure`: show nothing a second time."""
 
 
 def _first(spec: Any) -> Any:

@@ -17,10 +17,12 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -86,14 +88,19 @@ def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: di
         {
             "COURSE_QUICK": "1" if quick else "0",
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "PYTHONWARNINGS": "default",
-            "TQDM_DISABLE": "0",
         }
     )
     os.environ.update(env or {})
+    sockets = tempfile.TemporaryDirectory(prefix="course-kit-kernel-")
     try:
+        # Unix sockets, not TCP: with several kernels starting at once, two could be handed the
+        # same free TCP port, and a lost message leaves the client waiting until the timeout.
+        km = KernelManager(
+            kernel_name="python3", transport="ipc", ip=os.path.join(sockets.name, "kernel")
+        )
         client = NotebookClient(
             nb,
+            km=km,
             timeout=timeout,
             kernel_name="python3",
             resources={"metadata": {"path": str(path.parent)}},
@@ -109,6 +116,7 @@ def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: di
         nb.metadata["course_kit"] = {"quick": quick, "seconds": round(seconds, 1)}
         return nb, seconds
     finally:
+        sockets.cleanup()
         os.environ.clear()
         os.environ.update(saved)
 

@@ -21,7 +21,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_notebook_runs_in_quick_mode(path: Path) -> None:
     try:
-        nb, seconds = execute(path, quick=True, timeout=600)
+        nb, seconds = execute(path, quick=True, timeout=300)
     except CellExecutionError as err:
         pytest.fail(failure_message(err), pytrace=False)
     errors = [

@@ -91,9 +91,10 @@ def test_widgets_build_controls_and_static_sweep():
         seen.append((n, kind))
         return display.show_images(torch.rand(1, 1, 4, 4), show=False)
 
-    box = widgets.interact_figure(draw, n=(1, 9, 2, 3), kind=["a", "b"])
+    ui = widgets.interact_figure(draw, n=(1, 9, 2, 3), kind=["a", "b"])
     assert seen == [(3, "a")]
-    box.children[0].children[1].value = "b"  # moving a control re-draws
+    assert ui.box.children[0].children[1] is ui.controls["kind"]
+    ui.controls["kind"].value = "b"  # moving a control re-draws
     assert seen[-1] == (3, "b")
     fig = widgets.sweep_grid(lambda v: torch.full((1, 1, 4, 4), v), [0.0, 0.5], name="v")
     assert [a.get_title() for a in fig.axes if a.get_title()] == ["v = 0.0", "v = 0.5"]
