@@ -232,6 +232,24 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+MATHJAX_CONFIG = "?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def copy_mathjax(out: Path) -> str | None:
+    """Copy MathJax (from the ``jupyter-server-mathjax`` package) into ``out/_static/mathjax`` so
+    that the equations render offline; returns its URL relative to the site root, or ``None``
+    (the pages then load MathJax from its CDN) when the package is missing."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (static / "MathJax.js").is_file():
+        return None
+    shutil.copytree(static, out / "_static" / "mathjax")
+    return "_static/mathjax/MathJax.js" + MATHJAX_CONFIG
+
+
 def _exporter() -> HTMLExporter:
     return HTMLExporter(
         template_name="course_page", extra_template_basedirs=[str(HERE / "templates")]
@@ -260,6 +278,7 @@ def _render(exporter: HTMLExporter, nb, page: Page, *, targets, nav: dict, out: 
         "pages": [local(p) for p in nav["pages"]],
         "assignments": [local(p) for p in nav["assignments"]],
         "mode": nav.get("mode", ""),
+        "mathjax": root + nav["mathjax"] if nav.get("mathjax") else None,
     }
     body, _ = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": page.title}, "book": book}
@@ -359,6 +378,7 @@ def build(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    nav["mathjax"] = copy_mathjax(out)
     exporter = _exporter()
     modes = {}
     for i, page in enumerate(pages):

@@ -286,3 +286,14 @@ def test_links_between_pages_resolve(site):
         notebooks = [h for h in _parse(page).links if urlsplit(h).path.endswith(".ipynb")]
         stray = [h for h in notebooks if not urlsplit(h).scheme and "assignments/" not in h]
         assert not stray, f"{page.name} links to notebooks instead of their pages: {stray}"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_equations_render_offline_with_the_books_own_mathjax(site):
+    assert (site / "_static" / "mathjax" / "MathJax.js").is_file()
+    for page in [site / "index.html", *site.glob("assignments/*.html")]:
+        html = page.read_text(encoding="utf-8")
+        depth = page.relative_to(site).as_posix().count("/")
+        assert f'src="{"../" * depth}_static/mathjax/MathJax.js' in html, page.name
+        assert "cdnjs.cloudflare.com/ajax/libs/mathjax" not in html, page.name
