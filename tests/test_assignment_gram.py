@@ -7,28 +7,20 @@ for the solution and fail for realistic student mistakes, made by editing the so
 
 from __future__ import annotations
 
-import nbformat
+from functools import partial
+
 import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
-from source_notebook import cells_by_id, namespace, run_grade_cell
+from source_notebook import cells_by_id, grade_ids, namespace, run_grade_cell
 
 NB = ROOT / "solutions" / "gram" / "gram.ipynb"
 
 
-def _cells() -> dict[str, nbformat.NotebookNode]:
-    return cells_by_id(NB)
-
-
-def _namespace(mutations: dict[str, list[tuple[str, str]]] | None = None) -> dict:
-    return namespace(NB, mutations)
-
-
-def _run_grade_cell(ns: dict, gid: str) -> None:
-    run_grade_cell(NB, ns, gid)
-
-
-GRADE_CELLS = [gid for gid, c in _cells().items() if c.metadata["nbgrader"]["grade"]]
+_cells = partial(cells_by_id, NB)
+_namespace = partial(namespace, NB)  # the tagged cells, with ``old -> new`` edits by grade id
+_run_grade_cell = partial(run_grade_cell, NB)
+GRADE_CELLS = grade_ids(NB)
 
 
 @pytest.fixture(scope="module")
