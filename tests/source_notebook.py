@@ -57,3 +57,20 @@ def mutate(ns: dict, source: str, answer_id: str, old: str, new: str) -> dict:
     buggy = dict(ns)
     exec(compile(source.replace(old, new), f"{answer_id}[mutant]", "exec"), buggy)
     return buggy
+
+
+def run_every_grade_cell(path: Path) -> int:
+    """Run every grade cell against the solution's own answers; returns how many ran."""
+    ns = namespace(path)
+    ids = grade_ids(path)
+    for gid in ids:
+        run_grade_cell(path, ns, gid)
+    return len(ids)
+
+
+def hidden_share(path: Path) -> float:
+    """The share of the points carried by grade cells that hold hidden tests."""
+    cells = cells_by_id(path)
+    points = {gid: cells[gid].metadata["nbgrader"]["points"] for gid in grade_ids(path)}
+    hidden = sum(p for gid, p in points.items() if "BEGIN HIDDEN TESTS" in cells[gid].source)
+    return hidden / sum(points.values())
