@@ -13,7 +13,6 @@ import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
 from source_notebook import (
-    cells_by_id,
     grade_ids,
     hidden_share,
     namespace,
@@ -24,7 +23,6 @@ from source_notebook import (
 NB = ROOT / "solutions" / "gram" / "gram.ipynb"
 
 
-_cells = partial(cells_by_id, NB)
 _namespace = partial(namespace, NB)  # the tagged cells, with ``old -> new`` edits by grade id
 _run_grade_cell = partial(run_grade_cell, NB)
 GRADE_CELLS = grade_ids(NB)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from nbrun import ROOT, tagged_namespace
 from source_notebook import (
-    cells_by_id,
     grade_ids,
     hidden_share,
     namespace,
@@ -25,7 +24,6 @@ from source_notebook import (
 NB = ROOT / "solutions" / "quilting" / "quilting.ipynb"
 
 
-_cells = partial(cells_by_id, NB)
 _namespace = partial(namespace, NB)  # the tagged cells, with ``old -> new`` edits by grade id
 _run_grade_cell = partial(run_grade_cell, NB)
 GRADE_CELLS = grade_ids(NB)
