@@ -81,29 +81,48 @@ def measure(ns: dict, vgg, content, style, steps: int, device) -> tuple[float, f
     return bare, hand, (more - one) / steps
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved repetitions of the three measurements; the table shows medians",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the best there is)")
     args = parser.parse_args()
+    if args.rounds < 1 or args.steps < 1:
+        parser.error(f"--rounds and --steps must be >= 1; got {args.rounds} and {args.steps}")
     ns = tagged_namespace(ROOT / "notebooks/07_neural_style_transfer.ipynb")
-    device = pick_device()
+    device = torch.device(args.device) if args.device else pick_device()
     layers = ns["STYLE_LAYERS"] + [ns["CONTENT_LAYER"]]
     vgg = VGGFeatures(layers, weights="random", pooling="avg").to(device)
     gen = torch.Generator().manual_seed(0)
-    print(f"device: {device}, torch threads: {torch.get_num_threads()}\n")
+    print(
+        f"device: {device}, torch threads: {torch.get_num_threads()}, "
+        f"median of {args.rounds} interleaved rounds of {args.steps} steps\n"
+    )
     print(
         "| size | bare VGG fwd+bwd (s) | + losses, by hand (s) | notebook loop step (s) "
-        "| loop vs bare | loop vs by hand |"
+        "| loop vs bare | loop vs by hand | spread of loop vs by hand |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         content = torch.rand((1, 3, n, n), generator=gen).to(device)
         style = torch.rand((1, 3, n, n), generator=gen).to(device)
-        bare, hand, step = measure(ns, vgg, content, style, args.steps, device)
+        rounds = [measure(ns, vgg, content, style, args.steps, device) for _ in range(args.rounds)]
+        bare, hand, step = (median([r[i] for r in rounds]) for i in range(3))
+        spread = [100 * (r[2] / r[1] - 1) for r in rounds]
         print(
             f"| {n} | {bare:.3f} | {hand:.3f} | {step:.3f} | {100 * (step / bare - 1):+.0f}% "
-            f"| {100 * (step / hand - 1):+.0f}% |"
+            f"| {100 * (step / hand - 1):+.0f}% | {min(spread):+.0f}% … {max(spread):+.0f}% |"
         )
 
 
