@@ -53,7 +53,10 @@ def optimize_image(
         init: the starting image, float ``(B, C, H, W)`` in ``[0, 1]`` (copied, not modified).
         steps: L-BFGS iterations or Adam steps.
         method: ``"lbfgs"`` (torch's L-BFGS, one iteration per step, strong-Wolfe line search)
-            or ``"adam"``.
+            or ``"adam"``. When the line search finds no step (it returns ``t = 0``, which
+            happens on non-smooth losses: ReLU networks, absolute values, clamping), L-BFGS
+            would repeat that failure at every later step; its memory is then cleared, so the
+            next step restarts from the gradient direction.
         lr: learning rate (default 1.0 for L-BFGS, 0.02 for Adam).
         clamp: keep pixels in ``[0, 1]`` after every step.
         preview_every: call ``preview(image, history)`` every this many steps (0: never).
@@ -108,6 +111,8 @@ def optimize_image(
             raise ValueError(
                 f"the loss became {value} at step {step}; lower `lr` or check the loss weights"
             )
+        if method == "lbfgs" and opt.state[image].get("t", 1) == 0:
+            opt.state.clear()  # the line search failed: restart L-BFGS from the gradient
         if clamp:
             with torch.no_grad():
                 image.clamp_(0, 1)

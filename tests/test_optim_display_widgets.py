@@ -27,6 +27,34 @@ def test_optimize_image_reaches_a_known_minimum(method):
     assert len(result.history) == steps and result.history[-1] < result.history[0]
 
 
+def test_lbfgs_keeps_going_when_its_line_search_fails():
+    """On a non-smooth loss (an absolute value) torch's L-BFGS line search returns a zero step
+    after a few iterations and, left alone, stays there; optimize_image restarts it."""
+    target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    start = torch.full((1, 3, 16, 16), 0.5)
+
+    def loss(x):
+        return (x - target).abs().sum() + 0.1 * ((x - target) ** 2).sum()
+
+    # the failure itself, with torch's optimiser as optimize_image configures it
+    image = start.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [image], lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        value = loss(image)
+        value.backward()
+        return value
+
+    stalled = [opt.step(closure).item() for _ in range(30)]
+    assert stalled[-1] == stalled[-10] and stalled[-1] > 0.5 * stalled[0]
+    result = optim.optimize_image(loss, start, steps=30, progress=False)
+    assert result.history[-1] < 0.01 * result.history[0]
+    assert (result.image - target).abs().max() < 0.05
+
+
 def test_optimize_image_clamps_previews_and_checks():
     calls = []
     res = optim.optimize_image(
