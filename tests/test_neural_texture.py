@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
+from reference import gram_loop
 
 
 @pytest.fixture(scope="module")
@@ -15,18 +16,6 @@ def nb06():
 @pytest.fixture(scope="module")
 def nb07():
     return tagged_namespace(ROOT / "notebooks/07_neural_style_transfer.ipynb")
-
-
-def gram_loop(f: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = f.shape
-    out = torch.zeros(b, c, c, dtype=torch.float64)
-    for n in range(b):
-        for i in range(c):
-            for j in range(c):
-                out[n, i, j] = sum(
-                    float(f[n, i, y, x]) * float(f[n, j, y, x]) for y in range(h) for x in range(w)
-                )
-    return out / (c * h * w)
 
 
 @pytest.mark.parametrize("nb", ["nb06", "nb07"])

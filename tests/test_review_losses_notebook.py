@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from nbrun import ROOT, tagged_namespace
+from reference import gram_loop
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
@@ -272,24 +273,10 @@ def test_gan_and_cycle_losses(ns):
 # ----------------------------------------------------------------------------- Gram, style
 
 
-def loop_gram(f):
-    b, c, h, w = f.shape
-    g = torch.zeros(b, c, c, dtype=f.dtype)
-    for i in range(b):
-        for c1 in range(c):
-            for c2 in range(c):
-                g[i, c1, c2] = sum(
-                    float(f[i, c1, y, x]) * float(f[i, c2, y, x])
-                    for y in range(h)
-                    for x in range(w)
-                ) / (c * h * w)
-    return g
-
-
 def test_gram_matches_explicit_loop(ns):
     """gram(f)[b, c1, c2] = sum over positions of f[b, c1] * f[b, c2], divided by C*H*W."""
     f = randn(2, 3, 2, 5, seed=20)
-    torch.testing.assert_close(ns["gram"](f), loop_gram(f), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ns["gram"](f), gram_loop(f), rtol=1e-12, atol=1e-12)
 
 
 def test_style_and_feature_losses_match_explicit_loops(ns):
@@ -299,7 +286,7 @@ def test_style_and_feature_losses_match_explicit_loops(ns):
     f_out = {"a": randn(1, 3, 2, 2, seed=21), "b": randn(1, 2, 3, 1, seed=22)}
     f_ref = {"a": randn(1, 3, 2, 2, seed=23), "b": randn(1, 2, 3, 1, seed=24)}
     want_style = sum(
-        float(((loop_gram(f_out[k]) - loop_gram(f_ref[k])) ** 2).sum()) for k in ("a", "b")
+        float(((gram_loop(f_out[k]) - gram_loop(f_ref[k])) ** 2).sum()) for k in ("a", "b")
     )
     assert float(ns["style_loss"](f_out, f_ref)) == pytest.approx(want_style, rel=1e-10)
     per_layer = []
