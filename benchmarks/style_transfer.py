@@ -14,6 +14,7 @@ history, clamping). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,11 +82,6 @@ def measure(ns: dict, vgg, content, style, steps: int, device) -> tuple[float, f
     return bare, hand, (more - one) / steps
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -118,7 +114,7 @@ def main() -> None:
         content = torch.rand((1, 3, n, n), generator=gen).to(device)
         style = torch.rand((1, 3, n, n), generator=gen).to(device)
         rounds = [measure(ns, vgg, content, style, args.steps, device) for _ in range(args.rounds)]
-        bare, hand, step = (median([r[i] for r in rounds]) for i in range(3))
+        bare, hand, step = (statistics.median(r[i] for r in rounds) for i in range(3))
         spread = [100 * (r[2] / r[1] - 1) for r in rounds]
         print(
             f"| {n} | {bare:.3f} | {hand:.3f} | {step:.3f} | {100 * (step / bare - 1):+.0f}% "
