@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import nbformat
@@ -196,7 +197,10 @@ def tagged_namespace(path: str | Path, tag: str = "testable") -> dict:
     without running the whole notebook: tag the cells that define it (and its imports).
     """
     nb = nbformat.read(Path(path), as_version=4)
-    namespace: dict = {"__name__": f"notebook:{Path(path).stem}"}
+    # a real module in sys.modules, so that what needs one (dataclasses, pickling) works
+    module = types.ModuleType(f"notebook_{Path(path).stem}")
+    sys.modules[module.__name__] = module
+    namespace: dict = module.__dict__
     cells = [c for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
     if not cells:
         raise ValueError(f"{path} has no code cell tagged {tag!r}")

@@ -102,3 +102,50 @@ def test_lsgan_loss(ns):
     logits = torch.tensor([[0.2, -1.0], [1.5, 0.0]])
     torch.testing.assert_close(ns["lsgan_loss"](logits, True), ((logits - 1) ** 2).mean())
     torch.testing.assert_close(ns["lsgan_loss"](logits, False), (logits**2).mean())
+
+
+def test_train_cut_calls_back_every_step_with_the_generator(ns):
+    """The callback that notebook 13's internal/external experiment measures with."""
+    pool = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    seen = []
+    config = ns["CUTConfig"](steps=3, batch=2, num_patches=8, ngf=4, nce_idt=False)
+    G, _, history = ns["train_cut"](
+        pool, pool.flip(-1), config=config, device="cpu", callback=lambda s, g: seen.append((s, g))
+    )
+    assert [s for s, _ in seen] == [1, 2, 3]
+    assert all(g is G for _, g in seen)
+    assert all(len(v) == 3 for v in history.values())
+
+
+def test_edge_agreement_is_the_correlation_of_gradient_magnitudes(ns):
+    g = torch.Generator().manual_seed(3)
+    src, out = torch.rand(3, 3, 12, 10, generator=g), torch.rand(3, 3, 12, 10, generator=g)
+
+    def magnitudes(x):  # loop over pixels, luminance weights of Rec. 601
+        y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+        b, h, w = y.shape
+        m = torch.empty(b, h - 1, w - 1, dtype=torch.float64)
+        for i in range(1, h):
+            for j in range(1, w):
+                gx = y[:, i, j] - y[:, i, j - 1]
+                gy = y[:, i, j] - y[:, i - 1, j]
+                m[:, i - 1, j - 1] = (gx**2 + gy**2).sqrt()
+        return m.flatten(1)
+
+    a, b = magnitudes(src.double()), magnitudes(out.double())
+    pearson = [float(torch.corrcoef(torch.stack([a[i], b[i]]))[0, 1]) for i in range(3)]
+    assert ns["edge_agreement"](src, out) == pytest.approx(sum(pearson) / 3, abs=1e-5)
+    assert ns["edge_agreement"](src, src) == pytest.approx(1.0, abs=1e-6)
+    # recolouring that scales luminance keeps the edges where they were
+    assert ns["edge_agreement"](src, 0.5 * src + 0.2) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_diversity_is_the_ratio_of_mean_pairwise_l1(ns):
+    g = torch.Generator().manual_seed(4)
+    src, out = torch.rand(4, 3, 5, 5, generator=g), torch.rand(4, 3, 5, 5, generator=g)
+
+    def mean_l1(x):
+        return sum(float((x[i] - x[j]).abs().sum()) for i in range(4) for j in range(4)) / 16
+
+    assert ns["diversity"](src, out) == pytest.approx(mean_l1(out) / mean_l1(src), rel=1e-5)
+    assert ns["diversity"](src, out[:1].expand(4, -1, -1, -1)) == 0.0  # collapsed
