@@ -100,3 +100,20 @@ def test_content_loss_is_weighted_mse(nb07):
         / f["x"].numel()
     )
     assert float(nb07["content_loss"](f, t, {"x": 0.5})) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
+    """Regression: from grey-centred noise, L-BFGS crawled on `dots` (loss unchanged after 200
+    steps); from noise centred on the texture's mean colour it falls like on the others."""
+    from course_lib import samples
+    from course_lib.features import VGGFeatures
+
+    layers = ["relu1_1", "pool1", "pool2"]
+    vgg = VGGFeatures(layers, weights="random", pooling="avg", seed=0)
+    dots = samples.load_sample("dots", 32, channels=3)
+    result = nb06["synthesize_texture"](
+        dots, vgg, layers=layers, size=32, steps=12, generator=torch.Generator().manual_seed(0)
+    )
+    assert result.image.shape == (1, 3, 32, 32)
+    assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
+    assert result.history[-1] < 0.2 * result.history[0]
