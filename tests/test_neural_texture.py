@@ -7,6 +7,9 @@ import torch
 from nbrun import ROOT, tagged_namespace
 from reference import gram_loop
 
+from course_lib import samples
+from course_lib.features import VGGFeatures
+
 
 @pytest.fixture(scope="module")
 def nb06():
@@ -105,9 +108,6 @@ def test_content_loss_is_weighted_mse(nb07):
 def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     """Regression: from grey-centred noise, L-BFGS crawled on `dots` (loss unchanged after 200
     steps); from noise centred on the texture's mean colour it falls like on the others."""
-    from course_lib import samples
-    from course_lib.features import VGGFeatures
-
     layers = ["relu1_1", "pool1", "pool2"]
     vgg = VGGFeatures(layers, weights="random", pooling="avg", seed=0)
     dots = samples.load_sample("dots", 32, channels=3)
