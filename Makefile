@@ -24,9 +24,9 @@ QUICK   ?=
 NOTEBOOKS ?=
 # the browser tests drive Debian's Chromium with Playwright (never a downloaded browser)
 CHROMIUM ?= /usr/bin/chromium
-LINT_PATHS := course_lib tests benchmarks notebooks solutions book nbgrader_config.py
+LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions nbgrader_config.py
 
-.PHONY: lab test lint format release grade book bench clean-venv setup chromium
+.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims
 
 setup: $(STAMP)
 
@@ -63,7 +63,7 @@ test: $(STAMP) lint chromium
 	$(PY) -m pytest -m "book or browser" $(PYTEST_ARGS); rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
 
 book: $(STAMP)
-	$(PY) book/build.py $(if $(filter-out 0,$(QUICK)),--quick,) $(NOTEBOOKS)
+	$(PY) -m course_kit.book $(if $(filter-out 0,$(QUICK)),--quick,) $(NOTEBOOKS)
 	@echo "course kit: open _build/book/index.html"
 
 # Debian's Chromium for tests/test_browser.py: installed with apt-get when missing and apt-get can
@@ -93,3 +93,8 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Default-mode runs that check every claim a lesson makes (not part of make test: 05-07 take
+# many minutes each on a CPU). NOTEBOOKS="notebooks/02_efros_leung.ipynb ..." (default: all).
+claims: $(STAMP)
+	$(PY) -m course_kit.claims $(NOTEBOOKS)

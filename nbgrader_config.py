@@ -44,6 +44,6 @@ c.IgnorePattern.pattern = r"(UserWarning|DeprecationWarning|FutureWarning|\d+%\|
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "course_lib.nbgrader_hooks.HideHiddenTracebacks",  # before the markers are removed
+    "course_kit.nbgrader_hooks.HideHiddenTracebacks",  # before the markers are removed
     "nbgrader.preprocessors.ClearHiddenTests",
 ]

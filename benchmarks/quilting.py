@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
-from nbrun import tagged_namespace  # noqa: E402
 
+from course_kit.nbrun import tagged_namespace  # noqa: E402
 from course_lib import samples  # noqa: E402
 
 

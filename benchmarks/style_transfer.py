@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from nbrun import tagged_namespace  # noqa: E402
-
+from course_kit.nbrun import tagged_namespace  # noqa: E402
 from course_lib.device import pick_device, synchronize  # noqa: E402
 from course_lib.features import VGGFeatures  # noqa: E402
 

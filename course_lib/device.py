@@ -1,4 +1,4 @@
-"""Devices, seeding, timing and the quick-mode switch.
+"""Devices, seeding and timing (the run-mode switches live in ``course_lib.mode``).
 
 Notebooks call :func:`pick_device` once at the top, print it, and pass ``device`` along; the
 library itself never picks a device (new tensors follow their inputs).
@@ -16,23 +16,12 @@ import torch
 
 from ._checks import check_choice
 
+# The run-mode switches moved to course_lib.mode; these names stay for notebooks that import them
+# from here.
+from .mode import QUICK_ENV, quick_mode  # noqa: F401
+from .mode import under_nbgrader as grading  # noqa: F401
+
 DEVICE_ENV = "COURSE_DEVICE"
-QUICK_ENV = "COURSE_QUICK"
-
-
-def grading() -> bool:
-    """True while nbgrader executes the notebook (autograde or validate)."""
-    return bool(os.environ.get("NBGRADER_EXECUTION"))
-
-
-def quick_mode() -> bool:
-    """True when notebooks should shrink sizes and iterations.
-
-    Set by ``COURSE_QUICK=1`` (the tests and ``make book QUICK=1``) and implied by nbgrader's
-    ``NBGRADER_EXECUTION``, so that grading a submission takes seconds.
-    """
-    flag = os.environ.get(QUICK_ENV, "").strip().lower()
-    return flag not in ("", "0", "false", "no") or grading()
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

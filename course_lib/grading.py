@@ -150,3 +150,72 @@ def check_implemented(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             f"{getattr(fn, '__name__', 'this function')} is not implemented yet: replace "
             "`raise NotImplementedError()` with your code, run its cell, then this one."
         ) from None
+
+
+# ---- reports: the kernel computes, the grader judges ------------------------------------------
+#
+# A graded test cell does not decide its own score. It *reports* what the student's functions
+# return on the test's inputs (``report(key, lambda: f(x))``); the grader (``course_kit.judge``)
+# runs the same cell with the instructor's solution in a process the submission cannot reach,
+# and compares the two there. Nothing a submission does inside its kernel (exception handlers,
+# patched comparisons, forged outputs) can change a verdict, short of computing the right values.
+
+REPORT_MIME = "application/vnd.course-kit.report+json"
+
+
+def _encode(value: Any) -> Any:
+    """A result as JSON data; arrays and tensors become ``{"array", "dtype", "shape"}``."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu()
+        value = value.double().numpy() if value.is_floating_point() else value.numpy()
+    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "c":
+            raise TypeError("complex results cannot be reported")
+        data = arr.astype(float) if arr.dtype.kind == "f" else arr
+        return {
+            "array": np.where(np.isfinite(data), data, 0).tolist()
+            if arr.dtype.kind == "f"
+            else data.tolist(),
+            "nonfinite": (~np.isfinite(data)).tolist() if arr.dtype.kind == "f" else None,
+            "dtype": str(arr.dtype),
+            "shape": list(arr.shape),
+        }
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return {"float": value if np.isfinite(value) else repr(value)}
+    if isinstance(value, (list, tuple)):
+        return {"sequence": [_encode(v) for v in value], "tuple": isinstance(value, tuple)}
+    if isinstance(value, dict):
+        return {"mapping": {str(k): _encode(v) for k, v in value.items()}}
+    return {"unsupported": type(value).__name__}
+
+
+def report(key: str, compute: Callable[[], Any], **judging: Any) -> None:
+    """Hand the result of ``compute()`` to the grader, as data (used by graded test cells).
+
+    Args:
+        key: a name for this result, unique within its test cell (``"gram-batch-of-2"``).
+        compute: a function of no arguments that calls the student's code, e.g.
+            ``lambda: gram_matrix(x)``. An exception it raises is reported as
+            ``{"raised": "ValueError", "message": ...}`` (a test of bad input expects one).
+        **judging: how the grader compares, read *only* from its own run of the solution
+            (``rtol``, ``atol``, ``compare="close" | "equal" | "raises" | "shape"``); whatever a
+            submission passes here is ignored.
+
+    In a notebook it shows nothing; under nbgrader the result travels in the cell's output.
+    """
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"report(): `key` must be a non-empty str; got {key!r}")
+    try:
+        result: Any = {"value": _encode(compute())}
+    except Exception as err:  # noqa: BLE001 - the error *is* the result
+        result = {"raised": type(err).__name__, "message": str(err)[:500]}
+    payload = {"key": key, **result, "judging": {k: judging[k] for k in sorted(judging)}}
+    try:
+        from IPython.display import display
+
+        display({REPORT_MIME: payload, "text/plain": f"(reported {key!r} to the grader)"}, raw=True)
+    except ImportError:  # plain Python: print it, so that scripts still see something
+        print(f"(reported {key!r} to the grader)")

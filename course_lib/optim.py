@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._checks import check_choice, check_image, check_positive_int
-from .device import grading
+from .mode import under_nbgrader
 
 
 @dataclass
@@ -87,14 +87,14 @@ def optimize_image(
         )
     else:
         opt = torch.optim.Adam([image], lr=lr or 0.02)
-    show = preview_every > 0 and not grading()
+    show = preview_every > 0 and not under_nbgrader()
     if show and preview is None:
         from .display import LivePreview
 
         preview = LivePreview()
     history: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress or grading(), file=sys.stdout)
+    bar = tqdm(range(steps), desc=desc, disable=not progress or under_nbgrader(), file=sys.stdout)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .device import grading
+from .mode import under_nbgrader
 
 
 def _control(name: str, spec: Any):
@@ -75,7 +75,7 @@ def interact_figure(draw: Callable[..., Any], **controls: Any):
         from IPython.display import display
     except ImportError:  # pragma: no cover
         w = None
-    if w is None or grading():
+    if w is None or under_nbgrader():
         values = {k: _first(v) for k, v in controls.items()}
         _show(draw(**values))
         return None
@@ -151,5 +151,6 @@ def sweep_grid(
 
     from .display import show_images
 
-    images = [make_image(v) for v in tqdm(list(values), desc=f"sweep {name}", disable=grading())]
+    bar = tqdm(list(values), desc=f"sweep {name}", disable=under_nbgrader())
+    images = [make_image(v) for v in bar]
     return show_images(images, [f"{name} = {v}" for v in values], **show_kw)

@@ -8,8 +8,9 @@ import math
 
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
 from reference import gram_loop
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 
 @pytest.fixture(scope="module")

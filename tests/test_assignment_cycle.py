@@ -6,10 +6,11 @@ from __future__ import annotations
 import nbformat
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
 from source_notebook import mutate as mutate_source
 from source_notebook import run_cell
 from torch import nn
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 NB = ROOT / "solutions/cycle/cycle.ipynb"
 

@@ -11,7 +11,6 @@ from functools import partial
 
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
 from source_notebook import (
     grade_ids,
     hidden_share,
@@ -19,6 +18,8 @@ from source_notebook import (
     run_every_grade_cell,
     run_grade_cell,
 )
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 NB = ROOT / "solutions" / "gram" / "gram.ipynb"
 

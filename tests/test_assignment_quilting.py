@@ -12,7 +12,6 @@ from functools import partial
 
 import numpy as np
 import pytest
-from nbrun import ROOT, tagged_namespace
 from source_notebook import (
     grade_ids,
     hidden_share,
@@ -20,6 +19,8 @@ from source_notebook import (
     run_every_grade_cell,
     run_grade_cell,
 )
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 NB = ROOT / "solutions" / "quilting" / "quilting.ipynb"
 

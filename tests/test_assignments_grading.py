@@ -7,9 +7,9 @@ import shutil
 
 import nbformat
 import pytest
-from nbrun import ROOT
 
-from course_lib import instructor
+from course_kit import instructor
+from course_kit.nbrun import ROOT
 
 pytestmark = pytest.mark.slow
 IDS = instructor.assignment_ids(ROOT)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from nbrun import ROOT
+
+from course_kit.nbrun import ROOT
 
 CASES = {
     "benchmarks.efros_leung": ["--cases", "12:16:5", "--threads", "1"],

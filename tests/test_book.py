@@ -1,4 +1,4 @@
-"""`make book`: the rendered course book (book/build.py).
+"""`make book`: the rendered course book (course_kit/book.py).
 
 The tests marked ``book`` build the whole book in quick mode. ``make test`` runs them after the
 notebook tests, which leave every executed notebook in ``_build/executed/``: the build renders
@@ -12,18 +12,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import nbformat
 import pytest
-from nbrun import ROOT, cache_key, cached_path, load_cached, save_cached
 
-sys.path.insert(0, str(ROOT / "book"))
-
-import build as book  # noqa: E402
+from course_kit import book
+from course_kit.nbrun import ROOT, cache_key, cached_path, load_cached, save_cached
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PNG = (  # a 1 x 1 PNG
@@ -179,7 +176,7 @@ def released(tmp_path_factory) -> Path:
     else a fresh ``make release`` of ``solutions/`` in a temporary course copy."""
     if book.released_assignments(ROOT / "assignments"):
         return ROOT / "assignments"
-    from course_lib import instructor
+    from course_kit import instructor
 
     copy = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", copy)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbrun import ROOT
+
+from course_kit.nbrun import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,7 +62,7 @@ def _free_port() -> int:
 def _released_assignment(workdir: Path) -> Path:
     """The released ``gram`` assignment (or the first one): the committed one, or else a fresh
     ``make release`` into a temporary course copy."""
-    from course_lib import instructor
+    from course_kit import instructor
 
     committed = sorted((ROOT / "assignments").glob("*/*.ipynb"))
     if committed:

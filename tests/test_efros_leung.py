@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 NB = ROOT / "notebooks" / "02_efros_leung.ipynb"
 

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbgrader_fixture import make_course, make_submission
 
-from course_lib import instructor
+from course_kit import instructor
 
 pytestmark = pytest.mark.slow
 

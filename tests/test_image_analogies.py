@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import time
 import urllib.request
 
 import pytest
-from nbrun import ROOT
+
+from course_kit.nbrun import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import urllib.request
 
-import netguard
 import pytest
+
+from course_kit import netguard
 
 
 def test_remote_connections_are_blocked():

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from nbrun import ROOT, tagged_namespace
 
+from course_kit.nbrun import ROOT, tagged_namespace
 from course_lib import nets
 
 

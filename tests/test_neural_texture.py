@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
 from reference import gram_loop
 
+from course_kit.nbrun import ROOT, tagged_namespace
 from course_lib import samples
 from course_lib.features import VGGFeatures
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from nbclient.exceptions import CellExecutionError
-from nbrun import ROOT, execute, failure_message, save_cached
+
+from course_kit.nbrun import ROOT, execute, failure_message, save_cached
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
     (ROOT / "solutions").glob("*/*.ipynb")

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import shutil
 import nbformat
 import pytest
 import tomllib
-from nbrun import ROOT
+
+from course_kit.nbrun import ROOT
 
 NOTEBOOKS = (
     sorted(ROOT.glob("notebooks/*.ipynb"))
@@ -56,7 +57,7 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 
 def test_release_is_what_make_release_generates(tmp_path):
     """assignments/ equals a fresh `nbgrader generate_assignment` of solutions/."""
-    from course_lib import instructor
+    from course_kit import instructor
 
     ids = instructor.assignment_ids(ROOT)
     if not ids:

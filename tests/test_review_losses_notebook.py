@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
 from reference import gram_loop
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 
 @pytest.fixture(scope="module")

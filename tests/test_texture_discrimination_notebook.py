@@ -12,7 +12,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from nbrun import ROOT, tagged_namespace
+
+from course_kit.nbrun import ROOT, tagged_namespace
 
 
 @pytest.fixture(scope="module")

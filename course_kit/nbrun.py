@@ -1,13 +1,13 @@
 """Execute a notebook top to bottom in quick mode, the way the tests do.
 
-    .venv/bin/python tests/nbrun.py notebooks/02_efros_leung.ipynb [--full] [--timeout 600]
+    .venv/bin/python -m course_kit.nbrun notebooks/02_efros_leung.ipynb [--full] [--timeout 600]
 
 Prints the time taken; on an error, the failing cell's index and source and the traceback.
 The network is blocked inside the kernel (see ``netguard.py``).
 
 Executed notebooks can be kept in a cache (``_build/executed/``, keyed by a hash of the
 notebook, the mode and ``course_lib``'s sources): ``tests/test_notebooks.py`` saves every
-notebook it runs there, and ``make book`` (``book/build.py``) renders from it, so ``make test``
+notebook it runs there, and ``make book`` (``course_kit/book.py``) renders from it, so ``make test``
 executes each notebook once. ``--save`` saves what this command runs into the cache too.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -207,6 +208,26 @@ def tagged_namespace(path: str | Path, tag: str = "testable") -> dict:
     for cell in cells:
         exec(compile(cell.source, f"{Path(path).name}[{tag}]", "exec"), namespace)
     return namespace
+
+
+CLAIM_LINE = re.compile(r"^CLAIM (?P<status>ok  |FAIL) \[(?P<name>[^\]]+)\] (?P<text>.*)$")
+
+
+def claims_in(nb: nbformat.NotebookNode) -> dict[str, bool]:
+    """The claims an executed notebook printed (``course_lib.claims.claim``): name -> held.
+
+    A name printed twice (a cell run in a loop) keeps its last verdict.
+    """
+    found: dict[str, bool] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream" or out.get("name") != "stdout":
+                continue
+            for line in out.get("text", "").splitlines():
+                match = CLAIM_LINE.match(line)
+                if match:
+                    found[match["name"]] = match["status"] == "ok  "
+    return found
 
 
 def main() -> int:

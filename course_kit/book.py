@@ -1,10 +1,10 @@
 """Build the course book: execute the notebooks and render them as a static site.
 
-    .venv/bin/python book/build.py [--quick] [--out _build/book] [NOTEBOOK ...]
+    .venv/bin/python -m course_kit.book [--quick] [--out _build/book] [NOTEBOOK ...]
     make book [QUICK=1] [NOTEBOOKS="notebooks/00_start_here.ipynb notebooks/02_efros_leung.ipynb"]
 
 Every notebook (default: all of ``notebooks/``) is executed the way the tests run it
-(``tests/nbrun.py``: a fresh kernel, the network blocked, ``COURSE_QUICK`` set by ``--quick``),
+(``course_kit/nbrun.py``: a fresh kernel, the network blocked, ``COURSE_QUICK`` set by ``--quick``),
 or taken from the cache ``_build/executed/`` when an identical notebook was already executed
 against the same ``course_lib`` (``make test`` fills it). The site, rendered with nbconvert and
 the template in ``book/templates/course_page``, has:
@@ -36,11 +36,9 @@ import nbformat
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from .nbrun import CACHE, ROOT, execute_cached, failure_message
 
-from nbrun import CACHE, execute_cached, failure_message  # noqa: E402
+TEMPLATES = ROOT / "book" / "templates"
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -251,9 +249,7 @@ def copy_mathjax(out: Path) -> str | None:
 
 
 def _exporter() -> HTMLExporter:
-    return HTMLExporter(
-        template_name="course_page", extra_template_basedirs=[str(HERE / "templates")]
-    )
+    return HTMLExporter(template_name="course_page", extra_template_basedirs=[str(TEMPLATES)])
 
 
 def _mode_line(nb: nbformat.NotebookNode, quick: bool) -> str:
