@@ -115,7 +115,9 @@ def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: di
             err.cell_index = failing_cell(nb)
             raise
         seconds = time.perf_counter() - start
-        nb.metadata["course_kit"] = {"quick": quick, "seconds": round(seconds, 1)}
+        nb.metadata.setdefault("course_kit", {}).update(
+            {"quick": quick, "seconds": round(seconds, 1)}
+        )
         return nb, seconds
     finally:
         sockets.cleanup()

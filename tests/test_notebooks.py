@@ -1,5 +1,8 @@
 """Every notebook under notebooks/ and solutions/ runs top to bottom in quick mode.
 
+A notebook lists the claims (``course_lib.claims.claim``) that hold even at quick size in its
+metadata, ``{"course_kit": {"quick_claims": ["name", ...]}}``; each must print as held.
+
 Each executed notebook is saved into the cache (``_build/executed/``) that ``make book`` and
 ``tests/test_book.py`` render from, so ``make test`` executes every notebook only once.
 """
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from course_kit.nbrun import ROOT, execute, failure_message, save_cached
+from course_kit.nbrun import ROOT, claims_in, execute, failure_message, save_cached
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
     (ROOT / "solutions").glob("*/*.ipynb")
@@ -32,5 +35,11 @@ def test_notebook_runs_in_quick_mode(path: Path) -> None:
         if out.get("output_type") == "error"
     ]
     assert not errors, f"{path.name}: error outputs in cells {errors}"
+    printed = claims_in(nb)
+    expected = nb.metadata.get("course_kit", {}).get("quick_claims", [])
+    missing = [name for name in expected if name not in printed]
+    false = [name for name in expected if printed.get(name) is False]
+    assert not missing, f"{path.name}: claims listed in its metadata were never printed: {missing}"
+    assert not false, f"{path.name}: claims that should hold in quick mode did not: {false}"
     save_cached(nb, path, quick=True)
     print(f"{path.name}: {seconds:.1f} s")
