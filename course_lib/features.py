@@ -87,6 +87,36 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
     return {k[len("features.") :]: v for k, v in full.items() if k.startswith("features.")}
 
 
+IMAGENET_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+
+
+def imagenet_cached() -> bool:
+    """True when torchvision's cache (``$TORCH_HOME/hub/checkpoints``) holds the ImageNet VGG-19."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE).is_file()
+
+
+def pick_weights() -> str:
+    """``"imagenet"`` when its weights are already cached, else ``"random"``; never downloads.
+
+    Notebooks call this once and print :func:`weights_note` so the reader knows what they see.
+
+    >>> pick_weights() in ("imagenet", "random")
+    True
+    """
+    return "imagenet" if imagenet_cached() else "random"
+
+
+def weights_note(weights: str) -> str:
+    """One line for the reader: which VGG-19 weights a notebook uses, and how to get ImageNet's."""
+    if weights == "imagenet":
+        return "VGG-19 weights: ImageNet (found in torchvision's cache): the classic results."
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    return (
+        f"VGG-19 weights: {weights}. The classic results need ImageNet weights: run `make weights` "
+        f"with a network (or copy {IMAGENET_FILE} into {hub}) and re-run this notebook."
+    )
+
+
 class VGGFeatures(nn.Module):
     """VGG-19 feature extractor returning the requested layers by name.
 
