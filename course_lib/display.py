@@ -16,8 +16,6 @@ import torch
 
 from ._checks import describe
 
-ImageLike = "torch.Tensor | np.ndarray"
-
 
 def _as_list(images: object) -> list[np.ndarray]:
     """Tensors ``(B, C, H, W)`` / ``(C, H, W)`` / arrays ``(H, W[, C])`` → list of ``(H, W, C)``."""

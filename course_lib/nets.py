@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_image, check_positive_int
+from .images import from_minus1_1, to_minus1_1
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -42,6 +43,22 @@ def init_weights(net: nn.Module, *, std: float = 0.02, seed: int | None = None) 
                 m.weight.copy_(1 + torch.randn(m.weight.shape, generator=gen) * std)
                 m.bias.zero_()
     return net
+
+
+def _check_divisible(x: torch.Tensor, k: int) -> None:
+    """``x`` is an image batch with height and width divisible by ``k`` (and at least ``k``)."""
+    check_image(x, "x", min_size=k)
+    if x.shape[-2] % k or x.shape[-1] % k:
+        raise ValueError(
+            f"`x` height and width must be divisible by {k}; got {x.shape[-2]}x{x.shape[-1]}"
+        )
+
+
+def _stem(in_ch: int, ngf: int, norm: str) -> nn.Sequential:
+    """The 7×7 reflection-padded stem of CycleGAN's generator and the content encoders."""
+    return nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7), norm_layer(norm, ngf), nn.ReLU(True)
+    )
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -106,14 +123,7 @@ class ResnetGenerator(nn.Module):
         check_positive_int(n_down, "n_down", minimum=0)
         check_positive_int(n_blocks, "n_blocks", minimum=0)
         self.n_down = n_down
-        stages: list[nn.Module] = [
-            nn.Sequential(
-                nn.ReflectionPad2d(3),
-                nn.Conv2d(in_ch, ngf, 7),
-                norm_layer(norm, ngf),
-                nn.ReLU(True),
-            )
-        ]
+        stages: list[nn.Module] = [_stem(in_ch, ngf, norm)]
         c = ngf
         for _ in range(n_down):
             stages.append(
@@ -138,27 +148,19 @@ class ResnetGenerator(nn.Module):
     def num_stages(self) -> int:
         return len(self.encoder)
 
-    def _check(self, x: torch.Tensor) -> None:
-        k = 2**self.n_down
-        check_image(x, "x", min_size=k)
-        if x.shape[-2] % k or x.shape[-1] % k:
-            raise ValueError(
-                f"`x` height and width must be divisible by {k}; got {x.shape[-2]}x{x.shape[-1]}"
-            )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        h = x * 2 - 1
+        _check_divisible(x, 2**self.n_down)
+        h = to_minus1_1(x)
         for stage in self.encoder:
             h = stage(h)
-        return (self.decoder(h) + 1) / 2
+        return from_minus1_1(self.decoder(h))
 
     def encode(self, x: torch.Tensor, layers: list[int] | tuple[int, ...]) -> list[torch.Tensor]:
-        self._check(x)
+        _check_divisible(x, 2**self.n_down)
         for i in layers:
             if not 0 <= i < self.num_stages:
                 raise ValueError(f"`layers` entries must be in 0..{self.num_stages - 1}; got {i}")
-        wanted, out, h = sorted(set(layers)), {}, x * 2 - 1
+        wanted, out, h = sorted(set(layers)), {}, to_minus1_1(x)
         for i, stage in enumerate(self.encoder[: max(wanted) + 1]):
             h = stage(h)
             if i in wanted:
@@ -209,13 +211,8 @@ class UNetGenerator(nn.Module):
             self.ups.append(nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = 2**self.depth
-        check_image(x, "x", min_size=k)
-        if x.shape[-2] % k or x.shape[-1] % k:
-            raise ValueError(
-                f"`x` height and width must be divisible by {k}; got {x.shape[-2]}x{x.shape[-1]}"
-            )
-        skips, h = [], x * 2 - 1
+        _check_divisible(x, 2**self.depth)
+        skips, h = [], to_minus1_1(x)
         for down in self.downs:
             h = down(h)
             skips.append(h)
@@ -223,7 +220,7 @@ class UNetGenerator(nn.Module):
             if i > 0:
                 h = torch.cat([h, skips[-1 - i]], dim=1)  # (B, 2C, H, W)
             h = up(h)
-        return (torch.tanh(h) + 1) / 2
+        return from_minus1_1(torch.tanh(h))
 
 
 class PatchDiscriminator(nn.Module):
@@ -245,7 +242,9 @@ class PatchDiscriminator(nn.Module):
             c_out = ndf * min(2**i, 8)
             stride = 2 if i < n_layers else 1
             layers += [
-                nn.Conv2d(c, c_out, 4, stride, 1, bias=norm == "instance"),
+                # a bias is redundant only before batch norm (its shift replaces it); instance
+                # norm here has no affine shift, and "none" has nothing after the conv
+                nn.Conv2d(c, c_out, 4, stride, 1, bias=norm != "batch"),
                 norm_layer(norm, c_out),
                 nn.LeakyReLU(0.2, True),
             ]
@@ -255,7 +254,7 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, "x", min_size=16)
-        return self.model(x * 2 - 1)
+        return self.model(to_minus1_1(x))
 
 
 class ConvEncoder(nn.Module):
@@ -275,12 +274,7 @@ class ConvEncoder(nn.Module):
         norm: str = "instance",
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_ch, ngf, 7),
-            norm_layer(norm, ngf),
-            nn.ReLU(True),
-        ]
+        layers: list[nn.Module] = [*_stem(in_ch, ngf, norm)]
         c = ngf
         for _ in range(n_down):
             layers += [nn.Conv2d(c, c * 2, 4, 2, 1), norm_layer(norm, c * 2), nn.ReLU(True)]
@@ -290,7 +284,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, "x")
-        return self.model(x * 2 - 1)
+        return self.model(to_minus1_1(x))
 
 
 class ConvDecoder(nn.Module):
@@ -310,7 +304,7 @@ class ConvDecoder(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return (self.model(z) + 1) / 2
+        return from_minus1_1(self.model(z))
 
 
 class MLPHead(nn.Module):

@@ -92,6 +92,12 @@ def test_parameter_counts_match_hand_counts():
         + conv_params(16, 1, 4)
     )
     assert nets.count_parameters(d) == want
+    # Without a norm every conv keeps its bias (nothing after it could stand in for one).
+    d = nets.PatchDiscriminator(3, ndf=4, n_layers=2, norm="none")
+    want = (
+        conv_params(3, 4, 4) + conv_params(4, 8, 4) + conv_params(8, 16, 4) + conv_params(16, 1, 4)
+    )
+    assert nets.count_parameters(d) == want
     # ResNet generator: stem, downs, blocks (two 3x3 convs), resize-conv ups, 7x7 out.
     g = nets.ResnetGenerator(3, 3, ngf=4, n_down=1, n_blocks=2)
     want = (
