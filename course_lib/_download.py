@@ -5,6 +5,21 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Download:
+    """A public file fetched on request (a painting, a data set's zip).
+
+    ``sha256`` pins the file; where it is ``None`` the first download is trusted and its hash is
+    printed so that it can be pinned in the catalogue (the hashes of the kit's entries cannot be
+    computed without the network, which the machines that built the kit did not have).
+    """
+
+    url: str
+    sha256: str | None
+    description: str
 
 
 def fetch(

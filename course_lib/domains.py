@@ -29,6 +29,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,14 +39,38 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_positive_int
-from ._download import fetch
+from ._download import Download, fetch
 from .images import load_image, resize
 from .samples import list_fonts, load_glyphs, load_sample
 
 # ----------------------------------------------------------------------------- catalogue
 
 
-@dataclass(frozen=True)
+def _sans2serif(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng_a, rng_b = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    return _glyph_set(SANS, n, size, rng_a), _glyph_set(SERIF, n, size, rng_b)
+
+
+def _bricks2grass(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng_a, rng_b = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    return _textured_shapes("bricks", n, size, rng_a), _textured_shapes("grass", n, size, rng_b)
+
+
+def _photo2painted(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng_a, rng_b = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    return _photo_crops(n, size, rng_a), painted(_photo_crops(n, size, rng_b))
+
+
+def _labels2texture(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _labels_and_textures(n, size, np.random.default_rng([seed, 2]))
+
+
+def _edges2photo(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    photos = _photo_crops(n, size, np.random.default_rng([seed, 2]))
+    return edges(photos), photos
+
+
+@dataclass(frozen=True, kw_only=True)
 class DomainPair:
     """One entry of :func:`list_domains`.
 
@@ -55,6 +80,8 @@ class DomainPair:
         a: what domain A holds.
         b: what domain B holds.
         description: one line for people: what a translation should change and keep.
+        make: ``make(n, size, seed) -> (A, B)``, each float32 ``(n, 3, size, size)`` in
+            ``[0, 1]``; the same seed gives the same images and leaves the global RNGs alone.
     """
 
     name: str
@@ -62,45 +89,51 @@ class DomainPair:
     a: str
     b: str
     description: str
+    make: Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 _DOMAINS = {
     d.name: d
     for d in [
         DomainPair(
-            "sans2serif",
-            "unpaired",
-            "letters in sans-serif fonts",
-            "letters in serif fonts",
-            "change the strokes' style (add serifs), keep the letter",
+            name="sans2serif",
+            kind="unpaired",
+            a="letters in sans-serif fonts",
+            b="letters in serif fonts",
+            description="change the strokes' style (add serifs), keep the letter",
+            make=_sans2serif,
         ),
         DomainPair(
-            "bricks2grass",
-            "unpaired",
-            "shapes filled with bricks",
-            "shapes filled with grass",
-            "change the texture inside the shape, keep the shape and its place",
+            name="bricks2grass",
+            kind="unpaired",
+            a="shapes filled with bricks",
+            b="shapes filled with grass",
+            description="change the texture inside the shape, keep the shape and its place",
+            make=_bricks2grass,
         ),
         DomainPair(
-            "photo2painted",
-            "unpaired",
-            "photo crops",
-            "photo crops in a flat painted look",
-            "change the rendering (flat colours, dark outlines), keep the scene",
+            name="photo2painted",
+            kind="unpaired",
+            a="photo crops",
+            b="photo crops in a flat painted look",
+            description="change the rendering (flat colours, dark outlines), keep the scene",
+            make=_photo2painted,
         ),
         DomainPair(
-            "labels2texture",
-            "paired",
-            "label maps (one flat colour per class)",
-            "the same regions filled with each class's texture",
-            "make texture where the label map has flat colour",
+            name="labels2texture",
+            kind="paired",
+            a="label maps (one flat colour per class)",
+            b="the same regions filled with each class's texture",
+            description="make texture where the label map has flat colour",
+            make=_labels2texture,
         ),
         DomainPair(
-            "edges2photo",
-            "paired",
-            "edge maps (black lines on white)",
-            "the photo crops they came from",
-            "fill in colour and shading between the lines",
+            name="edges2photo",
+            kind="paired",
+            a="edge maps (black lines on white)",
+            b="the photo crops they came from",
+            description="fill in colour and shading between the lines",
+            make=_edges2photo,
         ),
     ]
 }
@@ -148,14 +181,7 @@ def unpaired(name: str, n: int, size: int, *, seed: int = 0) -> tuple[torch.Tens
         torch.Size([3, 3, 32, 32])
     """
     _check_request(name, "unpaired", n, size)
-    rng_a = np.random.default_rng([seed, 0])
-    rng_b = np.random.default_rng([seed, 1])
-    if name == "sans2serif":
-        return _glyph_set(SANS, n, size, rng_a), _glyph_set(SERIF, n, size, rng_b)
-    if name == "bricks2grass":
-        return _textured_shapes("bricks", n, size, rng_a), _textured_shapes("grass", n, size, rng_b)
-    photos_a, photos_b = _photo_crops(n, size, rng_a), _photo_crops(n, size, rng_b)
-    return photos_a, painted(photos_b)
+    return _DOMAINS[name].make(n, size, seed)
 
 
 def paired(name: str, n: int, size: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,11 +205,7 @@ def paired(name: str, n: int, size: int, *, seed: int = 0) -> tuple[torch.Tensor
         True
     """
     _check_request(name, "paired", n, size)
-    rng = np.random.default_rng([seed, 2])
-    if name == "labels2texture":
-        return _labels_and_textures(n, size, rng)
-    photos = _photo_crops(n, size, rng)
-    return edges(photos), photos
+    return _DOMAINS[name].make(n, size, seed)
 
 
 # ----------------------------------------------------------------------------- glyphs
@@ -447,24 +469,11 @@ class ImageFolderDomains:
 # ----------------------------------------------------------------------------- downloads
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A downloadable data set: a zip with one top folder holding trainA/ trainB/ testA/ testB/.
-
-    ``sha256`` pins the zip; ``None`` trusts the first download and prints its hash so that it
-    can be pinned here.
-    """
-
-    url: str
-    sha256: str | None
-    description: str
-
-
-DATASETS: dict[str, Dataset] = {
-    "horse2zebra": Dataset(
-        "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip",
-        None,
-        "horses and zebras from ImageNet (CycleGAN, Zhu et al. 2017), 256x256, ~110 MB",
+DATASETS: dict[str, Download] = {
+    "horse2zebra": Download(
+        url="https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip",
+        sha256=None,
+        description="horses and zebras from ImageNet (CycleGAN, Zhu et al. 2017), 256x256, ~110 MB",
     ),
 }
 

@@ -5,6 +5,7 @@ was expected, what was found (for arrays: the largest difference and where) and,
 hint. They are quiet: nothing is written to stderr (nbgrader scores a cell 0 when anything is).
 
 Example:
+    >>> import torch
     >>> check_shape("G", torch.zeros(2, 3, 3), (2, 3, 3))
     >>> check_close("G", torch.ones(2), torch.ones(2))
 """

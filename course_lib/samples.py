@@ -17,25 +17,25 @@ from __future__ import annotations
 
 import difflib
 import os
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from ._checks import check_choice, check_positive_int
-from ._download import fetch
+from . import procedural
+from ._checks import check_choice
+from ._download import Download, fetch
 from .images import center_crop, from_numpy, load_image, resize, to_grayscale
+from .procedural import NATIVE
+from .text import list_fonts, load_glyphs, render_text_page  # noqa: F401 - part of this API
 
 KINDS = ("texture", "photo", "style", "text")
-NATIVE = 256  # procedural images are designed on a 256 x 256 canvas
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sample:
     """One catalogue entry.
 
@@ -54,357 +54,9 @@ class Sample:
     size: tuple[int, int]
     channels: int
     source: str
-    regularity: str
     description: str
     loader: Callable[[int], np.ndarray]
-
-
-# ----------------------------------------------------------------------------- procedural
-
-
-def _grid(res: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates in 256-canvas units at resolution ``res`` (y, x), each (res, res)."""
-    t = (np.arange(res) + 0.5) * (NATIVE / res)
-    return np.meshgrid(t, t, indexing="ij")
-
-
-def _value_noise(res: int, rng: np.random.Generator, cells: int, channels: int = 1) -> np.ndarray:
-    """Smooth noise in [0, 1], ``(res, res, ch)``: a random grid upsampled bicubically."""
-    coarse = rng.random((channels, cells, cells)).astype(np.float32)
-    up = torch.nn.functional.interpolate(
-        torch.from_numpy(coarse)[None], size=(res, res), mode="bicubic", align_corners=False
-    )[0]
-    return up.clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _fractal_noise(res: int, rng: np.random.Generator, channels: int = 1) -> np.ndarray:
-    """Sum of octaves of value noise (roughly 1/f), rescaled to [0, 1]; (res, res, ch)."""
-    total = sum(
-        _value_noise(res, rng, 4 * 2**o, channels) * 0.5**o for o in range(5 if res > 64 else 3)
-    )
-    lo, hi = total.min(axis=(0, 1)), total.max(axis=(0, 1))
-    return (total - lo) / (hi - lo + 1e-8)
-
-
-def _voronoi(res: int, rng: np.random.Generator, n: int, jitter: float = 1.0):
-    """Distances to the nearest and second-nearest of ``n`` jittered-grid sites on a torus.
-
-    Returns (d1, d2, index) each (res, res); distances in 256-canvas units.
-    """
-    k = int(np.ceil(np.sqrt(n)))
-    gy, gx = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    sites = np.stack([gy, gx], -1).reshape(-1, 2) + 0.5 + jitter * (rng.random((k * k, 2)) - 0.5)
-    sites = sites * (NATIVE / k)
-    y, x = _grid(res)
-    dy = np.abs(y[..., None] - sites[:, 0])
-    dx = np.abs(x[..., None] - sites[:, 1])
-    dy, dx = np.minimum(dy, NATIVE - dy), np.minimum(dx, NATIVE - dx)  # wrap: tileable
-    d = np.sqrt(dy**2 + dx**2)  # (res, res, sites)
-    order = np.argsort(d, axis=-1)[..., :2]
-    d1 = np.take_along_axis(d, order[..., :1], -1)[..., 0]
-    d2 = np.take_along_axis(d, order[..., 1:2], -1)[..., 0]
-    return d1, d2, order[..., 0]
-
-
-def _bricks(res: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    row = (y // 32).astype(int)
-    xs = x + (row % 2) * 32
-    col = (xs // 64).astype(int)
-    mortar = ((y % 32) < 4) | ((xs % 64) < 4)
-    tint = rng.normal(0, 0.06, (9, 9, 3))[row % 9, col % 9]
-    grain = _fractal_noise(res, rng)[..., 0:1] * 0.25
-    brick = np.array([0.62, 0.27, 0.18]) + tint + grain - 0.12
-    mortar_col = np.array([0.78, 0.76, 0.70]) + grain * 0.3
-    return np.where(mortar[..., None], mortar_col, brick).clip(0, 1)
-
-
-def _tiles(res: int, seed: int = 2) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    i, j = (y // 32).astype(int), (x // 32).astype(int)
-    palette = np.array([[0.15, 0.30, 0.62], [0.93, 0.92, 0.86], [0.80, 0.42, 0.22]])
-    colour = palette[(i + 2 * j) % 3]
-    r = np.hypot((y % 32) - 16, (x % 32) - 16)
-    motif = (r < 8)[..., None] * (palette[(i + 2 * j + 1) % 3] - colour)
-    grout = (((y % 32) < 3) | ((x % 32) < 3))[..., None]
-    noise = _value_noise(res, rng, 32)[..., 0:1] * 0.08
-    return np.where(grout, 0.55, colour + motif + noise - 0.04).clip(0, 1)
-
-
-def _weave(res: int, seed: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    i, j = (y // 16).astype(int), (x // 16).astype(int)
-    over = (i + j) % 2 == 0  # horizontal thread on top
-    along = np.where(over, (y % 16) / 16, (x % 16) / 16)
-    shade = 0.55 + 0.45 * np.sin(np.pi * along)
-    warp, weft = np.array([0.85, 0.75, 0.45]), np.array([0.35, 0.22, 0.15])
-    colour = np.where(over[..., None], warp, weft) * shade[..., None]
-    return (colour + _value_noise(res, rng, 64) * 0.08).clip(0, 1)
-
-
-def _stripes(res: int, seed: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    band = ((x + y) / 23.0).astype(int) % 3
-    palette = np.array([[0.90, 0.80, 0.30], [0.20, 0.45, 0.60], [0.85, 0.35, 0.30]])
-    return (palette[band] + _value_noise(res, rng, 48) * 0.1 - 0.05).clip(0, 1)
-
-
-def _dots(res: int, seed: int = 5) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    i, j = (y // 32).astype(int), (x // 32).astype(int)
-    jit = rng.uniform(-5, 5, (8, 8, 2))[i % 8, j % 8]
-    radius = rng.uniform(7, 11, (8, 8))[i % 8, j % 8]
-    colours = rng.uniform(0.1, 0.9, (8, 8, 3))[i % 8, j % 8]
-    r = np.hypot((y % 32) - 16 - jit[..., 0], (x % 32) - 16 - jit[..., 1])
-    edge = np.clip(radius - r, 0, 1)[..., None]  # 1-pixel anti-aliased rim
-    paper = np.array([0.96, 0.93, 0.84])
-    return (edge * colours + (1 - edge) * paper).clip(0, 1)
-
-
-def _rocks(res: int, seed: int = 6) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    d1, d2, idx = _voronoi(res, rng, 49)
-    base = rng.uniform(0.35, 0.7, (64, 1)) * np.array([1.0, 0.92, 0.8]) + rng.normal(
-        0, 0.04, (64, 3)
-    )
-    colour = base[idx]
-    bulge = np.clip((d2 - d1) / 14.0, 0, 1) ** 0.5  # bright in the middle, dark in the cracks
-    grain = _fractal_noise(res, rng)[..., 0:1] * 0.2
-    return (colour * (0.25 + 0.75 * bulge[..., None]) + grain - 0.08).clip(0, 1)
-
-
-def _radishes(res: int, seed: int = 7) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    d1, d2, idx = _voronoi(res, rng, 36)
-    red = np.array([0.78, 0.12, 0.25]) + rng.normal(0, 0.06, (64, 3))
-    colour = red[idx]
-    inside = np.clip(1.2 - d1 / ((d1 + d2) * 0.45), 0, 1)  # round roots in each cell
-    highlight = np.exp(-((d1 / 6.0) ** 2))[..., None] * 0.5
-    leaves = np.array([0.18, 0.35, 0.12]) * (0.6 + 0.8 * _fractal_noise(res, rng))
-    roots = colour + highlight * (1 - colour)
-    w = inside[..., None]
-    return (w * roots + (1 - w) * leaves).clip(0, 1)
-
-
-def _noise(res: int, seed: int = 8) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = _fractal_noise(res, rng, channels=3)
-    lo, hi = np.array([0.25, 0.20, 0.12]), np.array([0.85, 0.78, 0.60])
-    return (lo + n * (hi - lo)).clip(0, 1)
-
-
-# ----------------------------------------------------------------------------- styles
-
-
-def _swirls(res: int, seed: int = 11) -> np.ndarray:
-    """Brush strokes along a field of vortices (line-integral convolution), night-sky colours."""
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    vy, vx = np.zeros_like(y), np.zeros_like(x)
-    for cy, cx, s in zip(rng.uniform(0, 256, 7), rng.uniform(0, 256, 7), rng.choice([-1, 1], 7)):
-        dy, dx = y - cy, x - cx
-        r2 = dy**2 + dx**2 + 400.0
-        vy, vx = vy + s * dx / r2 * 60, vx - s * dy / r2 * 60
-    vx = vx + 0.3  # a gentle drift to the right
-    norm = np.hypot(vy, vx) + 1e-6
-    vy, vx = vy / norm, vx / norm
-    noise = rng.random((res, res))
-    acc = np.zeros((res, res))
-    py, px = y.copy(), x.copy()
-    step = NATIVE / res
-    for _ in range(12):  # follow the field and average the noise along it
-        iy = (py / step).astype(int) % res
-        ix = (px / step).astype(int) % res
-        acc += noise[iy, ix]
-        py, px = py + 1.5 * vy[iy, ix], px + 1.5 * vx[iy, ix]
-    streak = (acc / 12 - 0.5) * 3 + 0.5
-    glow = _fractal_noise(res, rng)[..., 0]
-    dark, mid, light = (
-        np.array([0.05, 0.10, 0.30]),
-        np.array([0.20, 0.40, 0.75]),
-        np.array([0.98, 0.85, 0.30]),
-    )
-    t = np.clip(0.35 * streak + 0.65 * glow, 0, 1)[..., None]
-    colour = np.where(
-        t < 0.6, dark + (mid - dark) * (t / 0.6), mid + (light - mid) * ((t - 0.6) / 0.4)
-    )
-    return colour.clip(0, 1)
-
-
-def _mosaic(res: int, seed: int = 12) -> np.ndarray:
-    """Stained glass: bright Voronoi cells with dark leading."""
-    rng = np.random.default_rng(seed)
-    d1, d2, idx = _voronoi(res, rng, 64, jitter=0.9)
-    palette = np.array(
-        [
-            [0.85, 0.15, 0.15],
-            [0.95, 0.75, 0.15],
-            [0.15, 0.35, 0.80],
-            [0.15, 0.60, 0.30],
-            [0.60, 0.20, 0.65],
-            [0.95, 0.95, 0.85],
-        ]
-    )
-    colour = palette[rng.integers(0, len(palette), 81)[idx]]
-    lead = np.clip((d2 - d1) / 3.0, 0, 1)[..., None]
-    glass = colour * (0.75 + 0.25 * _fractal_noise(res, rng))
-    return (glass * lead + 0.05 * (1 - lead)).clip(0, 1)
-
-
-def _waves(res: int, seed: int = 13) -> np.ndarray:
-    """A woodblock-print sea: bands of Prussian blue with white crests under a cream sky."""
-    rng = np.random.default_rng(seed)
-    y, x = _grid(res)
-    phase = y / 18.0 + 0.8 * np.sin(x / 20.0 + y / 40.0) + 0.4 * np.sin(x / 7.0)
-    band = phase - np.floor(phase)
-    blue = np.array([0.08, 0.20, 0.42]) + (band[..., None] * np.array([0.25, 0.35, 0.40]))
-    crest = (band > 0.88)[..., None]
-    colour = np.where(crest, np.array([0.95, 0.93, 0.86]), blue)
-    sky = (y < 40 + 15 * np.sin(x / 30.0))[..., None]
-    colour = np.where(sky, np.array([0.93, 0.86, 0.70]), colour)
-    paper = _value_noise(res, rng, 96) * 0.08
-    return (colour + paper - 0.04).clip(0, 1)
-
-
-def _pointillism(res: int, seed: int = 14) -> np.ndarray:
-    """Dense dots of colour that follow a smooth underlying colour field."""
-    rng = np.random.default_rng(seed)
-    field = _fractal_noise(res, rng, channels=3)
-    img = np.ones((res, res, 3)) * np.array([0.97, 0.95, 0.90])
-    scale = res / NATIVE
-    n = int(2600 * scale**2)
-    ys, xs = rng.integers(0, res, n), rng.integers(0, res, n)
-    rad = max(1, round(2.5 * scale))
-    yy, xx = np.mgrid[-rad : rad + 1, -rad : rad + 1]
-    disk = (yy**2 + xx**2) <= rad**2
-    for cy, cx in zip(ys, xs):
-        c = field[cy, cx] * 0.9 + rng.normal(0, 0.08, 3)
-        ty, tx = (cy + yy[disk]) % res, (cx + xx[disk]) % res
-        img[ty, tx] = c
-    return img.clip(0, 1)
-
-
-# ----------------------------------------------------------------------------- text & fonts
-
-
-def font_dir() -> Path:
-    """Matplotlib's bundled TrueType fonts (DejaVu, STIX, Computer Modern)."""
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-
-
-SHANNON_TEXT = (
-    "A message is a choice among many possible messages, and the engineer must design for every "
-    "choice, not only for the one that is sent. The amount of information in a source is measured "
-    "by how many choices it can make and how likely each of them is. Letters in ordinary text are "
-    "far from independent: after a q comes a u, after a space a few letters are common and others "
-    "rare. A model that remembers the last few letters and draws the next one from what followed "
-    "the same letters elsewhere writes text that looks like language to a reader who does not "
-    "read it closely. Texture is like this too: each pixel depends on the pixels around it, and "
-    "a sample of the right neighbourhoods is all one needs to write more of it. "
-)
-
-
-def render_text_page(
-    res: int = NATIVE, *, text: str = SHANNON_TEXT, font: str = "DejaVuSerif.ttf"
-) -> np.ndarray:
-    """A page of black text on white, ``(res, res)`` float in [0, 1], for the Shannon experiment."""
-    check_positive_int(res, "res", minimum=32)
-    scale = 4  # draw large, then downsample: smoother glyphs
-    big = res * scale
-    size = int(11 * scale * res / NATIVE)
-    face = ImageFont.truetype(str(font_dir() / font), size)
-    page = Image.new("L", (big, big), 255)
-    draw = ImageDraw.Draw(page)
-    chars_per_line = max(8, int(big / (0.52 * size)))
-    lines = textwrap.wrap(text * 6, chars_per_line)
-    y = int(size * 0.4)
-    for line in lines:
-        if y > big:
-            break
-        draw.text((int(size * 0.3), y), line, fill=0, font=face)
-        y += int(size * 1.25)
-    page = page.resize((res, res), Image.Resampling.LANCZOS)
-    return np.asarray(page, dtype=np.float32) / 255.0
-
-
-GLYPH_FONTS = (
-    "DejaVuSans.ttf",
-    "DejaVuSans-Bold.ttf",
-    "DejaVuSans-Oblique.ttf",
-    "DejaVuSerif.ttf",
-    "DejaVuSerif-Bold.ttf",
-    "DejaVuSerif-Italic.ttf",
-    "DejaVuSansMono.ttf",
-    "DejaVuSansMono-Bold.ttf",
-    "STIXGeneral.ttf",
-    "STIXGeneralBol.ttf",
-    "STIXGeneralItalic.ttf",
-    "cmss10.ttf",
-    "cmtt10.ttf",
-)
-
-
-def list_fonts() -> list[str]:
-    """The font files usable by :func:`load_glyphs` (those of :data:`GLYPH_FONTS` present)."""
-    return [f for f in GLYPH_FONTS if (font_dir() / f).is_file()]
-
-
-def load_glyphs(
-    fonts: list[str] | None = None,
-    letters: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    size: int = 32,
-) -> tuple[torch.Tensor, list[str]]:
-    """Letters rendered in several fonts: the style × content data of the bilinear-model notebook.
-
-    Each glyph is drawn black-on-white... then inverted, so ink is 1 and paper 0, centred by its
-    bounding box and scaled to fit 80 % of the square.
-
-    Args:
-        fonts: font file names from :func:`list_fonts` (default: all of them).
-        letters: the characters, one per content class.
-        size: side of each square glyph image.
-
-    Returns:
-        ``(glyphs, fonts)``: float32 ``(S, L, 1, size, size)`` in ``[0, 1]`` (S fonts, L letters)
-        and the font names in order.
-    """
-    check_positive_int(size, "size", minimum=8)
-    fonts = list_fonts() if fonts is None else list(fonts)
-    for f in fonts:
-        check_choice(f, "fonts", list_fonts())
-    if not letters:
-        raise ValueError("`letters` must not be empty")
-    out = torch.zeros(len(fonts), len(letters), 1, size, size)
-    for s, f in enumerate(fonts):
-        for c, ch in enumerate(letters):
-            out[s, c, 0] = torch.from_numpy(_render_glyph(f, ch, size))
-    return out, fonts
-
-
-@lru_cache(maxsize=1024)
-def _render_glyph(font: str, char: str, size: int) -> np.ndarray:
-    big = size * 4
-    face = ImageFont.truetype(str(font_dir() / font), int(big * 0.8))
-    canvas = Image.new("L", (big * 2, big * 2), 0)
-    ImageDraw.Draw(canvas).text((big // 2, big // 2), char, fill=255, font=face)
-    box = canvas.getbbox()
-    if box is None:
-        return np.zeros((size, size), np.float32)
-    glyph = canvas.crop(box)
-    gw, gh = glyph.size
-    k = 0.8 * big / max(gw, gh)
-    glyph = glyph.resize((max(1, round(gw * k)), max(1, round(gh * k))), Image.Resampling.LANCZOS)
-    square = Image.new("L", (big, big), 0)
-    square.paste(glyph, ((big - glyph.size[0]) // 2, (big - glyph.size[1]) // 2))
-    square = square.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(square, dtype=np.float32) / 255.0
+    regularity: str = ""
 
 
 # ----------------------------------------------------------------------------- catalogue
@@ -430,182 +82,226 @@ def _procedural(fn: Callable[..., np.ndarray]) -> Callable[[int], np.ndarray]:
     return lambda res: fn(res).astype(np.float32)
 
 
-_P, _S = "procedural", "scikit-image"
 _CATALOGUE: dict[str, Sample] = {
     s.name: s
     for s in [
         Sample(
-            "bricks",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "regular",
-            "red brick wall with mortar",
-            _procedural(_bricks),
+            name="bricks",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="regular",
+            description="red brick wall with mortar",
+            loader=_procedural(procedural.bricks),
         ),
         Sample(
-            "tiles",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "regular",
-            "glazed tiles with motifs",
-            _procedural(_tiles),
+            name="tiles",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="regular",
+            description="glazed tiles with motifs",
+            loader=_procedural(procedural.tiles),
         ),
         Sample(
-            "weave", "texture", (256, 256), 3, _P, "regular", "basket weave", _procedural(_weave)
+            name="weave",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="regular",
+            description="basket weave",
+            loader=_procedural(procedural.weave),
         ),
         Sample(
-            "stripes",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "regular",
-            "diagonal stripes",
-            _procedural(_stripes),
+            name="stripes",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="regular",
+            description="diagonal stripes",
+            loader=_procedural(procedural.stripes),
         ),
         Sample(
-            "dots",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "near-regular",
-            "jittered polka dots",
-            _procedural(_dots),
+            name="dots",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="near-regular",
+            description="jittered polka dots",
+            loader=_procedural(procedural.dots),
         ),
         Sample(
-            "radishes",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "near-regular",
-            "a heap of radishes",
-            _procedural(_radishes),
+            name="radishes",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="near-regular",
+            description="a heap of radishes",
+            loader=_procedural(procedural.radishes),
         ),
         Sample(
-            "rocks",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "near-regular",
-            "pebbles (Voronoi cells)",
-            _procedural(_rocks),
+            name="rocks",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="near-regular",
+            description="pebbles (Voronoi cells)",
+            loader=_procedural(procedural.rocks),
         ),
         Sample(
-            "noise",
-            "texture",
-            (256, 256),
-            3,
-            _P,
-            "stochastic",
-            "fractal (1/f) noise",
-            _procedural(_noise),
+            name="noise",
+            kind="texture",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            regularity="stochastic",
+            description="fractal (1/f) noise",
+            loader=_procedural(procedural.noise),
         ),
         Sample(
-            "brick",
-            "texture",
-            (512, 512),
-            1,
-            _S,
-            "regular",
-            "photo of a brick wall",
-            _skimage("brick"),
+            name="brick",
+            kind="texture",
+            size=(512, 512),
+            channels=1,
+            source="scikit-image",
+            regularity="regular",
+            description="photo of a brick wall",
+            loader=_skimage("brick"),
         ),
         Sample(
-            "grass", "texture", (512, 512), 1, _S, "stochastic", "photo of grass", _skimage("grass")
+            name="grass",
+            kind="texture",
+            size=(512, 512),
+            channels=1,
+            source="scikit-image",
+            regularity="stochastic",
+            description="photo of grass",
+            loader=_skimage("grass"),
         ),
         Sample(
-            "gravel",
-            "texture",
-            (512, 512),
-            1,
-            _S,
-            "stochastic",
-            "photo of gravel",
-            _skimage("gravel"),
+            name="gravel",
+            kind="texture",
+            size=(512, 512),
+            channels=1,
+            source="scikit-image",
+            regularity="stochastic",
+            description="photo of gravel",
+            loader=_skimage("gravel"),
         ),
         Sample(
-            "astronaut",
-            "photo",
-            (512, 512),
-            3,
-            _S,
-            "",
-            "astronaut Eileen Collins",
-            _skimage("astronaut"),
-        ),
-        Sample("chelsea", "photo", (300, 451), 3, _S, "", "Chelsea the cat", _skimage("chelsea")),
-        Sample("coffee", "photo", (400, 600), 3, _S, "", "a cup of coffee", _skimage("coffee")),
-        Sample(
-            "rocket",
-            "photo",
-            (427, 640),
-            3,
-            _S,
-            "",
-            "a rocket on the launch pad",
-            _skimage("rocket"),
-        ),
-        Sample("camera", "photo", (512, 512), 1, _S, "", "the cameraman", _skimage("camera")),
-        Sample(
-            "grace_hopper", "photo", (600, 512), 3, "matplotlib", "", "Grace Hopper", _grace_hopper
+            name="astronaut",
+            kind="photo",
+            size=(512, 512),
+            channels=3,
+            source="scikit-image",
+            description="astronaut Eileen Collins",
+            loader=_skimage("astronaut"),
         ),
         Sample(
-            "swirls",
-            "style",
-            (256, 256),
-            3,
-            _P,
-            "",
-            "night-sky brush strokes (offline stand-in for a Van Gogh)",
-            _procedural(_swirls),
-        ),
-        Sample("mosaic", "style", (256, 256), 3, _P, "", "stained glass", _procedural(_mosaic)),
-        Sample(
-            "waves",
-            "style",
-            (256, 256),
-            3,
-            _P,
-            "",
-            "woodblock-print sea (offline stand-in for an Ukiyo-e print)",
-            _procedural(_waves),
+            name="chelsea",
+            kind="photo",
+            size=(300, 451),
+            channels=3,
+            source="scikit-image",
+            description="Chelsea the cat",
+            loader=_skimage("chelsea"),
         ),
         Sample(
-            "pointillism",
-            "style",
-            (256, 256),
-            3,
-            _P,
-            "",
-            "dots of colour (offline stand-in for a Seurat)",
-            _procedural(_pointillism),
+            name="coffee",
+            kind="photo",
+            size=(400, 600),
+            channels=3,
+            source="scikit-image",
+            description="a cup of coffee",
+            loader=_skimage("coffee"),
         ),
         Sample(
-            "text_page",
-            "text",
-            (256, 256),
-            1,
-            _P,
-            "",
-            "a page of text set in DejaVu Serif",
-            lambda res: render_text_page(res),
+            name="rocket",
+            kind="photo",
+            size=(427, 640),
+            channels=3,
+            source="scikit-image",
+            description="a rocket on the launch pad",
+            loader=_skimage("rocket"),
         ),
         Sample(
-            "text_photo",
-            "text",
-            (172, 448),
-            1,
-            _S,
-            "",
-            "scikit-image's photo of text",
-            _skimage("text"),
+            name="camera",
+            kind="photo",
+            size=(512, 512),
+            channels=1,
+            source="scikit-image",
+            description="the cameraman",
+            loader=_skimage("camera"),
+        ),
+        Sample(
+            name="grace_hopper",
+            kind="photo",
+            size=(600, 512),
+            channels=3,
+            source="matplotlib",
+            description="Grace Hopper",
+            loader=_grace_hopper,
+        ),
+        Sample(
+            name="swirls",
+            kind="style",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            description="night-sky brush strokes (offline stand-in for a Van Gogh)",
+            loader=_procedural(procedural.swirls),
+        ),
+        Sample(
+            name="mosaic",
+            kind="style",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            description="stained glass",
+            loader=_procedural(procedural.mosaic),
+        ),
+        Sample(
+            name="waves",
+            kind="style",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            description="woodblock-print sea (offline stand-in for an Ukiyo-e print)",
+            loader=_procedural(procedural.waves),
+        ),
+        Sample(
+            name="pointillism",
+            kind="style",
+            size=(256, 256),
+            channels=3,
+            source="procedural",
+            description="dots of colour (offline stand-in for a Seurat)",
+            loader=_procedural(procedural.pointillism),
+        ),
+        Sample(
+            name="text_page",
+            kind="text",
+            size=(256, 256),
+            channels=1,
+            source="procedural",
+            description="a page of text set in DejaVu Serif",
+            loader=lambda res: render_text_page(res),
+        ),
+        Sample(
+            name="text_photo",
+            kind="text",
+            size=(172, 448),
+            channels=1,
+            source="scikit-image",
+            description="scikit-image's photo of text",
+            loader=_skimage("text"),
         ),
     ]
 }
@@ -710,46 +406,33 @@ def load_sample(
 # ----------------------------------------------------------------------------- downloads
 
 
-@dataclass(frozen=True)
-class Download:
-    """A public-domain image fetched on request.
-
-    ``sha256`` pins the file; where it is ``None`` the first download is trusted and its hash is
-    printed so that it can be pinned here.
-    """
-
-    url: str
-    sha256: str | None
-    description: str
-
-
 DOWNLOADS: dict[str, Download] = {
     "starry_night": Download(
-        "https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
+        url="https://upload.wikimedia.org/wikipedia/commons/thumb/e/ea/"
         "Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
         "1024px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
-        None,
-        "Vincent van Gogh, The Starry Night (1889)",
+        sha256=None,
+        description="Vincent van Gogh, The Starry Night (1889)",
     ),
     "water_lilies": Download(
-        "https://upload.wikimedia.org/wikipedia/commons/thumb/a/aa/"
+        url="https://upload.wikimedia.org/wikipedia/commons/thumb/a/aa/"
         "Claude_Monet_-_Water_Lilies_-_1906%2C_Ryerson.jpg/"
         "1024px-Claude_Monet_-_Water_Lilies_-_1906%2C_Ryerson.jpg",
-        None,
-        "Claude Monet, Water Lilies (1906)",
+        sha256=None,
+        description="Claude Monet, Water Lilies (1906)",
     ),
     "mont_sainte_victoire": Download(
-        "https://upload.wikimedia.org/wikipedia/commons/thumb/4/4b/"
+        url="https://upload.wikimedia.org/wikipedia/commons/thumb/4/4b/"
         "Paul_C%C3%A9zanne_-_Mont_Sainte-Victoire_-_Google_Art_Project.jpg/"
         "1024px-Paul_C%C3%A9zanne_-_Mont_Sainte-Victoire_-_Google_Art_Project.jpg",
-        None,
-        "Paul Cézanne, Mont Sainte-Victoire (c. 1887)",
+        sha256=None,
+        description="Paul Cézanne, Mont Sainte-Victoire (c. 1887)",
     ),
     "great_wave": Download(
-        "https://upload.wikimedia.org/wikipedia/commons/thumb/a/a5/"
+        url="https://upload.wikimedia.org/wikipedia/commons/thumb/a/a5/"
         "Tsunami_by_hokusai_19th_century.jpg/1024px-Tsunami_by_hokusai_19th_century.jpg",
-        None,
-        "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831), Ukiyo-e",
+        sha256=None,
+        description="Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831), Ukiyo-e",
     ),
 }
 

@@ -219,7 +219,7 @@ def test_download_dataset_checks_the_pinned_hash(tmp_path, monkeypatch):
     payload = _zip({"horse2zebra/trainA/x.png": _png()})
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(payload))
     entry = domains.DATASETS["horse2zebra"]
-    pinned = domains.Dataset(entry.url, "0" * 64, entry.description)
+    pinned = domains.Download(url=entry.url, sha256="0" * 64, description=entry.description)
     monkeypatch.setitem(domains.DATASETS, "horse2zebra", pinned)
     with pytest.raises(RuntimeError, match="expected 0000"):
         domains.download_dataset("horse2zebra", tmp_path)

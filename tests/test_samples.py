@@ -74,8 +74,10 @@ def test_download_checks_the_pinned_hash(tmp_path, monkeypatch):
     payload = tmp_path / "src.jpg"
     to_pil(torch.rand(1, 3, 8, 8)).save(payload)
     url = payload.as_uri()
-    good = samples.Download(url, hashlib.sha256(payload.read_bytes()).hexdigest(), "test")
-    bad = samples.Download(url, "0" * 64, "test")
+    good = samples.Download(
+        url=url, sha256=hashlib.sha256(payload.read_bytes()).hexdigest(), description="test"
+    )
+    bad = samples.Download(url=url, sha256="0" * 64, description="test")
     monkeypatch.setitem(samples.DOWNLOADS, "good", good)
     monkeypatch.setitem(samples.DOWNLOADS, "bad", bad)
     with pytest.raises(RuntimeError, match="expected 0000"):
