@@ -24,9 +24,9 @@ QUICK   ?=
 NOTEBOOKS ?=
 # the browser tests drive Debian's Chromium with Playwright (never a downloaded browser)
 CHROMIUM ?= /usr/bin/chromium
-LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions nbgrader_config.py
+LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
 
-.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims
+.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims hub
 
 setup: $(STAMP)
 
@@ -98,3 +98,15 @@ clean-venv:
 # many minutes each on a CPU). NOTEBOOKS="notebooks/02_efros_leung.ipynb ..." (default: all).
 claims: $(STAMP)
 	$(PY) -m course_kit.claims $(NOTEBOOKS)
+
+# A JupyterHub for a class on this machine (as root): see deploy/README.md.
+# make hub STUDENTS=ann,bob INSTRUCTORS=prof [HUB_IP=0.0.0.0] [HUB_PORT=8000] [HUB_AUTH=pam|shared]
+HUB_IP   ?= 127.0.0.1
+HUB_PORT ?= 8000
+HUB_AUTH ?= pam
+STUDENTS ?=
+INSTRUCTORS ?=
+hub: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[hub]"
+	$(PY) -m course_kit.hub serve --ip $(HUB_IP) --port $(HUB_PORT) --auth $(HUB_AUTH) \
+	  --students "$(STUDENTS)" --instructors "$(INSTRUCTORS)"
