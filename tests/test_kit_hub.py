@@ -2,8 +2,9 @@
 
 An instructor and two students, each with a server spawned as their own Unix user in their own
 home. Through the hub's and the servers' REST APIs: the instructor releases ``gram``; the students
-list, fetch and submit (one with the solution's answers, submitted twice; one untouched); a
-student's server dies and comes back with the work kept; the instructor collects, autogrades,
+list, fetch and submit (one with the solution's answers, submitted twice, of which the later is
+graded; one untouched and after the deadline, which nbgrader records as late); a student's server
+dies and comes back with the work kept; the instructor collects, autogrades,
 generates and releases feedback; each student fetches feedback with their own score. Students'
 servers have no formgrader, and file permissions (not trust) keep them out of the instructor's
 course, the gradebook and each other's homes.
@@ -14,6 +15,7 @@ saying why, where one is missing. Everything it starts and every user it adds ar
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -29,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from nbgrader.api import Gradebook
 
 from course_kit import hub
 from course_kit.nbrun import ROOT
@@ -232,8 +235,24 @@ def test_the_whole_round_trip_through_the_hub(class_server):
     )
     assert status == 200
     _action(server, ann, "submit")
-    _action(server, ann, "submit")  # twice: the later one is collected
-    _action(server, bob, "submit")
+    latest = _action(server, ann, "submit")  # twice: the later one is collected
+    ann_stamp = max(
+        s["timestamp"]
+        for a in latest["value"]
+        if a["status"] == "submitted"
+        for s in a["submissions"]
+    )
+
+    # The deadline passes (nbgrader's own late-submission handling records Bob as late).
+    due = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    status, _ = server.call(
+        "PUT",
+        f"/user/{prof}/formgrader/api/assignment/gram",
+        user=prof,
+        data={"duedate_notimezone": due, "duedate_timezone": "+0000"},
+    )
+    assert status == 200
+    time.sleep(2)
 
     # Bob's server dies; the hub notices, starts it again, and his fetched work is still there.
     subprocess.run(["pkill", "-KILL", "-u", bob, "-f", "jupyterhub-singleuser"], check=True)
@@ -246,6 +265,7 @@ def test_the_whole_round_trip_through_the_hub(class_server):
     server.start(bob)
     status, listing = server.call("GET", f"/user/{bob}/api/contents/gram", user=bob)
     assert status == 200 and "gram/gram.ipynb" in [f["path"] for f in listing["content"]]
+    _action(server, bob, "submit")
 
     # File permissions keep students out of the instructor's course and each other's work.
     for target in (
@@ -266,6 +286,11 @@ def test_the_whole_round_trip_through_the_hub(class_server):
     scores = {r["student"]: (r["score"], r["max_score"]) for r in rows}
     full = scores[ann][1]
     assert full > 0 and scores == {ann: (full, full), bob: (0.0, full)}, scores
+    collected = (course / "grading" / "submitted" / ann / "gram" / "timestamp.txt").read_text()
+    assert collected.strip() == ann_stamp, "the later of Ann's two submissions is the one graded"
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gradebook:
+        assert gradebook.find_submission("gram", ann).total_seconds_late == 0
+        assert gradebook.find_submission("gram", bob).total_seconds_late > 0
 
     # Each student fetches feedback, and it shows their own score.
     for student, score in ((ann, full), (bob, 0.0)):
