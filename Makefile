@@ -58,7 +58,7 @@ format: $(STAMP)
 # copies, so no notebook runs twice) and JupyterLab in headless Chromium. Exit 5 (nothing
 # selected, e.g. PYTEST_ARGS="-k samples") is fine for the second run.
 test: $(STAMP) lint chromium
-	$(PY) -m pytest -n $(JOBS) -m "not book and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not book and not browser" $(PYTEST_ARGS)
 	@echo "course kit: book and browser tests (after the notebooks)"
 	$(PY) -m pytest -m "book or browser" $(PYTEST_ARGS); rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
 

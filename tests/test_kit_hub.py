@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -36,7 +37,10 @@ from nbgrader.api import Gradebook
 from course_kit import hub
 from course_kit.nbrun import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.hub]
+# One hub for the module: both tests run on the same xdist worker (make test: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.hub, pytest.mark.xdist_group("hub")]
+CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
+PASSWORD = "course-kit-test"
 COURSE = hub.settings()["course_id"]
 
 
@@ -117,7 +121,7 @@ def class_server():
     if reason:
         pytest.skip(reason)
     tag = secrets.token_hex(2)
-    students, instructor = [f"ck{tag}ann", f"ck{tag}bob"], f"ck{tag}prof"
+    students, instructor = [f"ck{tag}ann", f"ck{tag}bob", f"ck{tag}cat"], f"ck{tag}prof"
     base = Path(tempfile.mkdtemp(prefix="course-kit-hub-"))
     base.chmod(0o755)
     opened = _open_path_for_others(Path(sys.executable)) + _open_path_for_others(ROOT)
@@ -140,7 +144,7 @@ def class_server():
             instructors=[instructor],
             port=port,
             auth="shared",
-            password="course-kit-test",
+            password=PASSWORD,
             api_token=token,
             exchange_root=base / "exchange",
         )
@@ -207,7 +211,7 @@ def _formgrader(server: Hub, instructor: str, path: str) -> dict:
 
 
 def test_the_whole_round_trip_through_the_hub(class_server):
-    server, (ann, bob), prof, course, base = class_server
+    server, (ann, bob, _), prof, course, base = class_server
     for user in (prof, ann, bob):
         server.start(user)
         server.login(user)
@@ -299,3 +303,43 @@ def test_the_whole_round_trip_through_the_hub(class_server):
         assert pages, f"{student} has no feedback"
         text = max(pages, key=lambda p: p.stat().st_mtime).read_text()
         assert f"{score:g} / {full:g}" in text or f"{score} / {full}" in text, student
+
+
+def test_a_student_fetches_and_submits_in_a_real_browser(class_server):
+    """Cat logs in on the hub's page, opens the Assignments panel, fetches and submits."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (make test installs Debian's chromium with apt-get)")
+    from playwright.sync_api import sync_playwright
+
+    server, (*_, cat), prof, course, base = class_server
+    server.login(prof)
+    if not (base / "exchange" / COURSE / "outbound" / "gram").is_dir():
+        server.start(prof)
+        _formgrader(server, prof, "assignment/gram/assign")
+        _formgrader(server, prof, "assignment/gram/release")
+    artifacts = ROOT / "test-artifacts" / "browser"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(240_000)
+        try:
+            page.goto(f"{server.base}/hub/login")
+            page.fill("#username_input", cat)
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_url(f"**/user/{cat}/lab**", timeout=300_000)
+            page.wait_for_selector(".lm-MenuBar-itemLabel", timeout=300_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+            page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+            page.locator("button", has_text=re.compile("^Fetch$")).first.click()
+            page.locator("button", has_text=re.compile("^Submit$")).first.click()
+            page.wait_for_selector("text=submitted", timeout=120_000)
+        finally:
+            page.screenshot(path=str(artifacts / "hub-student-submits.png"))
+            browser.close()
+    assert (base / "home" / cat / "gram" / "gram.ipynb").is_file()
+    inbound = base / "exchange" / COURSE / "inbound"
+    assert any(path.name.startswith(f"{cat}+gram+") for path in inbound.iterdir())
