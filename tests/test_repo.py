@@ -163,3 +163,27 @@ def test_git_filter_stages_notebooks_without_outputs(tmp_path):
     # running the notebook again does not show it as modified
     _git(repo, "commit", "-q", "-m", "work")
     assert _git(repo, "status", "--porcelain", "run.ipynb") == ""
+
+
+def test_start_here_lists_every_graded_function():
+    """Notebook 00's assignment table names each function a student implements (the solution
+    cells of solutions/<id>/<id>.ipynb)."""
+    start = nbformat.read(ROOT / "notebooks" / "00_start_here.ipynb", 4)
+    table = "\n".join(c.source for c in start.cells if c.cell_type == "markdown")
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"^\| \[(\w+)\]\(\.\./assignments/.*$", table, re.M)
+    }
+    ids = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    assert sorted(rows) == ids
+    for aid in ids:
+        nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", 4)
+        graded = [
+            name
+            for c in nb.cells
+            if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source
+            for name in re.findall(r"^def (\w+)", c.source, re.M)
+        ]
+        assert graded, aid
+        missing = [name for name in graded if f"`{name}`" not in rows[aid]]
+        assert not missing, f"00_start_here's {aid} row omits {missing}"

@@ -128,3 +128,28 @@ def test_download_checks_the_pinned_hash(tmp_path, monkeypatch):
     path = samples.download("good")
     assert path.read_bytes() == payload.read_bytes()
     assert samples.load_sample("good", 8).shape == (1, 3, 8, 8)
+
+
+def test_start_here_widget_changes_size_and_crop(monkeypatch):
+    """Notebook 00's slider promise: `size` changes the texture, `crop` the enlarged window."""
+    from course_kit.nbrun import ROOT, tagged_namespace
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "")  # sliders, not the static fallback
+    ns = tagged_namespace(ROOT / "notebooks" / "00_start_here.ipynb")
+    draw, crop_side = ns["draw_sample"], ns["CROP"]
+
+    def panels(**kw):
+        fig = draw(**kw)
+        return [ax.images[0].get_array() for ax in fig.axes if ax.images]
+
+    full, window = panels(name="bricks", size=128, crop=0.0)
+    assert full.shape[:2] == (128, 128) and window.shape[:2] == (crop_side, crop_side)
+    np.testing.assert_array_equal(window, full[:crop_side, :crop_side])
+    _, corner = panels(name="bricks", size=128, crop=1.0)
+    np.testing.assert_array_equal(corner, full[-crop_side:, -crop_side:])
+    assert not np.array_equal(window, corner)  # the crop moves
+    bigger, _ = panels(name="bricks", size=192, crop=0.0)
+    assert bigger.shape[:2] == (192, 192)  # the size changes
+    expected = samples.load_sample("bricks", 128, channels=3)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(np.asarray(full, dtype=np.float32), expected, atol=1 / 255)
