@@ -31,10 +31,12 @@ from nbclient import NotebookClient
 from course_kit.nbrun import ROOT, guard_cell
 
 PINS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "COURSE_THREADS")
+# the last cell writes the kernel's CPU time to a file (printing could be captured by a widget)
 CPU_CELL = (
     "import resource as _r\n"
     "_s, _c = _r.getrusage(_r.RUSAGE_SELF), _r.getrusage(_r.RUSAGE_CHILDREN)\n"
-    "print('__kernel_cpu__', _s.ru_utime + _s.ru_stime + _c.ru_utime + _c.ru_stime)\n"
+    "with open({path!r}, 'w') as _f:\n"
+    "    _f.write(str(_s.ru_utime + _s.ru_stime + _c.ru_utime + _c.ru_stime))\n"
 )
 
 
@@ -42,7 +44,9 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
     """Execute ``path`` in quick mode as `make lab` would; wall, kernel CPU, threads, status."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, guard_cell())
-    nb.cells.append(nbformat.v4.new_code_cell(CPU_CELL))
+    sockets = tempfile.TemporaryDirectory(prefix="course-kit-bench-")
+    cpu_file = os.path.join(sockets.name, "cpu")
+    nb.cells.append(nbformat.v4.new_code_cell(CPU_CELL.format(path=cpu_file)))
     saved = dict(os.environ)
     for var in PINS:
         os.environ.pop(var, None)
@@ -50,7 +54,6 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
         {"COURSE_QUICK": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     )
     os.environ.update(extra_env)
-    sockets = tempfile.TemporaryDirectory(prefix="course-kit-bench-")
     status, cpu, threads = "ok", float("nan"), "?"
     start = time.perf_counter()
     try:
@@ -65,6 +68,8 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
             resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
+        with open(cpu_file) as f:
+            cpu = float(f.read())
     except Exception as err:  # report and go on with the next notebook
         status = f"failed: {type(err).__name__}"
     finally:
@@ -75,9 +80,6 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            m = re.search(r"__kernel_cpu__ ([0-9.]+)", text)
-            if m:
-                cpu = float(m.group(1))
             m = re.search(r"CPU threads: (\d+)", text)
             if m and threads == "?":
                 threads = m.group(1)
