@@ -4,7 +4,9 @@ Clones the repository into a scratch folder (its own fresh ``.venv``), runs the 
 after another (``make setup`` is what ``make lab`` installs before it starts JupyterLab;
 ``make setup-test`` is what ``make test`` adds), and prints one Markdown row per step: wall
 time, the environment's size on disk after it, the number of installed distributions, and the
-largest ones. pip's cache is off (``PIP_NO_CACHE_DIR=1``), as on a student's first install.
+largest ones. The CPU column (user + system of make and everything it ran) does not grow when
+other work shares the machine; the wall time does. pip's cache is off (``PIP_NO_CACHE_DIR=1``),
+as on a student's first install.
 
     python -m benchmarks.setup_cost                        # HEAD: setup, then setup-test
     python -m benchmarks.setup_cost --rev ec463ae --steps setup   # an older kit, for comparison
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -71,14 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     env["PIP_NO_CACHE_DIR"] = "1"
     label = args.label or rev
     print(f"scratch clone of {args.repo} at {rev} in {clone}", file=sys.stderr)
-    print("| kit | step | make arguments | wall s | .venv GB | distributions | largest |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| kit | step | make arguments | wall s | CPU s | .venv GB | distributions | largest (GB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     try:
         for step in args.steps:
             cmd = ["make", *(["-n"] if args.dry_run else []), step, *args.make_args]
-            start = time.perf_counter()
+            start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             done = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime)
             if done.returncode != 0:
                 sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
                 raise SystemExit(f"`{' '.join(cmd)}` failed ({done.returncode})")
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             big = ", ".join(f"{n} {b / 1e9:.2f}" for n, b in largest) or "-"
             print(
                 f"| {label} | make {step} | {' '.join(args.make_args) or '-'} | {wall:.0f} "
-                f"| {size / 1e9:.2f} | {dists} | {big} |",
+                f"| {cpu:.0f} | {size / 1e9:.2f} | {dists} | {big} |",
                 flush=True,
             )
     finally:
