@@ -11,7 +11,7 @@ thread line the notebook printed.
 
     python -m benchmarks.notebooks_quick                        # all of notebooks/
     python -m benchmarks.notebooks_quick notebooks/02_efros_leung.ipynb
-    python -m benchmarks.notebooks_quick --env COURSE_THREADS=torch ...   # torch's default threads
+    python -m benchmarks.notebooks_quick --env COURSE_THREADS=torch NB.ipynb  # torch's threads
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
-    parser.add_argument("--env", nargs="*", default=[], help="extra VAR=value for the kernel")
+    parser.add_argument(
+        "--env", action="append", default=[], help="extra VAR=value for the kernel (repeatable)"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = [Path(p).resolve() for p in args.notebooks] or sorted(
