@@ -1,13 +1,31 @@
 # Style and Content, Texture Synthesis: the course kit.
-#   make lab    set up .venv (once) and start JupyterLab on notebooks/00_start_here.ipynb
-#   make test   set up .venv (once) and run lint + the whole test suite
+#   make lab    set up .venv (once: what the notebooks need) and start JupyterLab on
+#               notebooks/00_start_here.ipynb; TORCH=cpu for PyTorch's CPU-only wheels
+#   make test   add the test tools to .venv (once) and run lint + the whole test suite
 #   make book   execute the notebooks and render the course book into _build/book/
 # See README.md for the options below.
 
 PYTHON3 ?= python3
+# Inside an active conda environment made from environment.yml (`conda activate course-kit`),
+# make uses that environment instead of creating .venv; VENV=$$CONDA_PREFIX does so for any other.
+ifeq ($(CONDA_DEFAULT_ENV),course-kit)
+VENV    ?= $(CONDA_PREFIX)
+endif
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
+# Two stamps: STAMP = what the notebooks need (make lab, book, release, grade); TEST_STAMP = the
+# test extras on top (make test, lint), so `make lab` then `make test` adds only the extras.
 STAMP   := $(VENV)/.course-kit-installed
+TEST_STAMP := $(VENV)/.course-kit-test-installed
+# TORCH=cpu: install torch and torchvision from PyTorch's CPU-only index first (about 0.2 GB
+# instead of about 3 GB of CUDA wheels on Linux); TORCH=cu126 etc. picks that CUDA build. Empty:
+# PyPI's default wheel (CUDA on Linux). Applies when the environment is (re)made: make clean-venv.
+TORCH   ?=
+TORCH_INDEX ?= https://download.pytorch.org/whl/$(TORCH)
+TORCH_PACKAGES ?= torch>=2.2,<3 torchvision>=0.17
+# THREADS=N: CPU threads for torch in the notebooks (COURSE_THREADS; default: course_lib's
+# policy, see course_lib/threads.py)
+THREADS ?=
 PORT    ?= 8888
 HOST    ?= 127.0.0.1
 # NO_BROWSER=1 for a server or a container; TOKEN= to set the access token (empty: Jupyter makes one)
@@ -26,30 +44,47 @@ NOTEBOOKS ?=
 CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
 
-.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims hub
+.PHONY: lab test lint format release grade book bench clean-venv setup setup-test chromium claims \
+	git-filter hub
 
 setup: $(STAMP)
 
+setup-test: $(TEST_STAMP)
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m ipykernel install --sys-prefix --name course-kit --display-name "Python (course kit)" >/dev/null
+	$(if $(TORCH),$(PY) -m pip install --quiet $(foreach p,$(TORCH_PACKAGES),"$(p)") --index-url $(TORCH_INDEX),)
+	$(PY) -m pip install --quiet -e .
+	@rm -rf $(VENV)/share/jupyter/kernels/course-kit  # an older kit's second, identical kernel
 	@touch $(STAMP)
 	@echo "course kit: environment ready in $(VENV)"
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(TEST_STAMP)
+	@echo "course kit: test tools added to $(VENV)"
+
+# git stages notebooks without their outputs (course_lib/nbstrip.py; .gitattributes names the
+# filter); the files on disk keep them. Only inside a git work tree; harmless to repeat.
+git-filter: $(STAMP)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.course-kit-nbstrip.clean "'$(abspath $(PY))' -m course_lib.nbstrip" && \
+	  echo "course kit: git stages notebooks without outputs (filter course-kit-nbstrip)"; \
+	fi
+
+lab: $(STAMP) git-filter
+	$(if $(THREADS),COURSE_THREADS=$(THREADS) ,)$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
 	  $(if $(NO_BROWSER),--no-browser,) \
 	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN),) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,) \
 	  --ServerApp.root_dir="$(CURDIR)" \
 	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
@@ -57,7 +92,7 @@ format: $(STAMP)
 # save each executed notebook into _build/executed/), then the book (rendered from those executed
 # copies, so no notebook runs twice) and JupyterLab in headless Chromium. Exit 5 (nothing
 # selected, e.g. PYTEST_ARGS="-k samples") is fine for the second run.
-test: $(STAMP) lint chromium
+test: $(TEST_STAMP) lint chromium
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not book and not browser" $(PYTEST_ARGS)
 	@echo "course kit: book and browser tests (after the notebooks)"
 	$(PY) -m pytest -m "book or browser" $(PYTEST_ARGS); rc=$$?; test $$rc -eq 0 -o $$rc -eq 5

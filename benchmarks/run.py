@@ -9,7 +9,15 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["benchmarks.efros_leung", "benchmarks.quilting", "benchmarks.style_transfer"]
+BENCHMARKS = [
+    "benchmarks.efros_leung",
+    "benchmarks.quilting",
+    "benchmarks.style_transfer",
+    "benchmarks.threads",
+    "benchmarks.startup",
+    "benchmarks.notebooks_quick",
+]
+# benchmarks.setup_cost (a fresh clone's `make setup`: minutes, gigabytes) runs only by hand
 
 
 def main() -> None:

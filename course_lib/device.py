@@ -1,7 +1,8 @@
 """Devices, seeding and timing (the run-mode switches live in ``course_lib.mode``).
 
 Notebooks call :func:`pick_device` once at the top, print it, and pass ``device`` along; the
-library itself never picks a device (new tensors follow their inputs).
+library itself never picks a device (new tensors follow their inputs). :func:`pick_device` also
+applies the kit's CPU thread policy (:mod:`course_lib.threads`) and prints it, in one line.
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ from .mode import under_nbgrader as grading  # noqa: F401
 DEVICE_ENV = "COURSE_DEVICE"
 
 
-def pick_device(prefer: str | None = None) -> torch.device:
+def pick_device(prefer: str | None = None, *, threads: bool = True) -> torch.device:
     """The best available device: CUDA, then Apple's MPS, then the CPU.
+
+    Also sets how many CPU threads torch uses, by :func:`course_lib.threads.apply_thread_policy`
+    (``COURSE_THREADS``, else a pinned ``OMP_NUM_THREADS``, else half the usable cores, at most
+    4), and prints that line: with torch's default on a busy 2-core machine, notebooks ran 3-4
+    times slower (benchmarks/threads.py).
 
     Args:
         prefer: ``"cuda"``, ``"mps"`` or ``"cpu"`` to force one (also read from the
             ``COURSE_DEVICE`` environment variable); ``None`` picks automatically.
+        threads: apply the thread policy and print it (``False``: leave threads alone).
 
     Returns:
         A ``torch.device``.
@@ -38,10 +45,18 @@ def pick_device(prefer: str | None = None) -> torch.device:
         ValueError: an unknown name, or a device that is not available here.
 
     Example:
-        >>> pick_device("cpu")
+        >>> pick_device("cpu", threads=False)
         device(type='cpu')
     """
-    prefer = prefer or os.environ.get(DEVICE_ENV) or None
+    device = _choose(prefer or os.environ.get(DEVICE_ENV) or None)
+    if threads:
+        from .threads import apply_thread_policy
+
+        print(apply_thread_policy())
+    return device
+
+
+def _choose(prefer: str | None) -> torch.device:
     if prefer is not None:
         check_choice(prefer, "prefer", ["cuda", "mps", "cpu"])
         if prefer == "cuda" and not torch.cuda.is_available():
@@ -148,7 +163,7 @@ def environment_report(device: torch.device | None = None) -> dict[str, str]:
     import skimage
     import torchvision
 
-    dev = device or pick_device()
+    dev = device or pick_device(threads=False)
     report = {
         "device": str(dev),
         "torch": torch.__version__,

@@ -14,8 +14,28 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._checks import check_choice, check_image, check_positive_int
+from ._checks import check_choice, check_image, check_positive_int, describe
 from .mode import under_nbgrader
+
+
+def _check_loss(loss: object) -> None:
+    """Raise a message naming ``loss_fn`` unless it returned a 0-d tensor with gradients."""
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            f"`loss_fn` must return a scalar torch tensor computed from the image; got "
+            f"{describe(loss)}"
+        )
+    if loss.ndim != 0:
+        raise ValueError(
+            f"`loss_fn` must return a scalar tensor (0-d: reduce it with .mean() or .sum()); "
+            f"got {describe(loss)}"
+        )
+    if not loss.requires_grad:
+        raise ValueError(
+            "`loss_fn` must return a tensor computed from its argument, with gradients; got "
+            f"{describe(loss)} that does not require grad (was it built under torch.no_grad(), "
+            "from .detach(), or from a copy of the image?)"
+        )
 
 
 @dataclass
@@ -69,7 +89,9 @@ def optimize_image(
         :class:`OptimResult` with the image, the loss history and the time taken.
 
     Raises:
-        ValueError: bad arguments, or the loss became NaN.
+        TypeError: ``loss_fn`` is not callable or returns something other than a tensor.
+        ValueError: bad arguments, a non-scalar loss or one without gradients (raised at the
+            first evaluation, before any progress bar appears), or the loss became NaN.
     """
     import time
 
@@ -94,31 +116,43 @@ def optimize_image(
         preview = LivePreview()
     history: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress or under_nbgrader(), file=sys.stdout)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = loss_fn(image)
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            raise ValueError(f"`loss_fn` must return a scalar tensor; got {loss!r:.80}")
+        _check_loss(loss)
         loss.backward()
         return loss
 
-    for step in bar:
-        loss = opt.step(closure)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise ValueError(
-                f"the loss became {value} at step {step}; lower `lr` or check the loss weights"
-            )
-        if method == "lbfgs" and opt.state[image].get("t", 1) == 0:
-            opt.state.clear()  # the line search failed: restart L-BFGS from the gradient
-        if clamp:
-            with torch.no_grad():
-                image.clamp_(0, 1)
-        history.append(value)
-        bar.set_postfix(loss=f"{value:.4g}")
-        if show and (step + 1) % preview_every == 0:
-            preview(image.detach(), history)
-    bar.close()
+    # The bar appears after the first step has worked, so a loss_fn that fails at once shows
+    # its error alone, not under an empty 0 % bar.
+    bar = None
+    try:
+        for step in range(steps):
+            loss = opt.step(closure)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"the loss became {value} at step {step}; lower `lr` or check the loss weights"
+                )
+            if method == "lbfgs" and opt.state[image].get("t", 1) == 0:
+                opt.state.clear()  # the line search failed: restart L-BFGS from the gradient
+            if clamp:
+                with torch.no_grad():
+                    image.clamp_(0, 1)
+            history.append(value)
+            if bar is None:
+                bar = tqdm(
+                    total=steps,
+                    desc=desc,
+                    disable=not progress or under_nbgrader(),
+                    file=sys.stdout,
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4g}")
+            if show and (step + 1) % preview_every == 0:
+                preview(image.detach(), history)
+    finally:
+        if bar is not None:
+            bar.close()
     return OptimResult(image.detach().clamp(0, 1), history, time.perf_counter() - start)

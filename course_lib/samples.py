@@ -16,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +28,17 @@ import torch
 from PIL import Image
 
 from . import procedural
-from ._checks import check_choice
+from ._checks import check_choice, check_positive_int, describe
 from ._download import Download, fetch
 from .images import center_crop, from_numpy, load_image, resize, to_grayscale
 from .procedural import NATIVE
 from .text import list_fonts, load_glyphs, render_text_page  # noqa: F401 - part of this API
 
 KINDS = ("texture", "photo", "style", "text")
+# The largest side load_sample makes: procedural samples are drawn at the requested size, and
+# their cost grows with its square (``rocks`` takes seconds at 512 and half a minute at 1024 on
+# one core), so a typo such as 5000 is refused instead of running for minutes.
+MAX_SIZE = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -314,28 +320,37 @@ def list_samples(kind: str | None = None) -> list[Sample]:
     return [s for s in _CATALOGUE.values() if kind is None or s.kind == kind]
 
 
-def catalogue_table() -> str:
-    """The catalogue as a plain-text table (name, kind, size, channels, source, description)."""
-    rows = [("name", "kind", "size", "ch", "source", "regularity", "description")]
+def catalogue_table(width: int = 100) -> str:
+    """The catalogue as a plain-text table (name, kind, size and colour, source, description).
+
+    Args:
+        width: the longest line, in characters. Descriptions wrap at word boundaries, their
+            continuation lines indented under the description column, so that a notebook's
+            output area never breaks a word (lines longer than the window wrap there).
+    """
+    check_positive_int(width, "width", minimum=60)
+    rows = [("name", "kind", "size", "source", "description")]
     rows += [
         (
             s.name,
             s.kind,
-            f"{s.size[0]}x{s.size[1]}",
-            str(s.channels),
+            f"{s.size[0]}x{s.size[1]} {'RGB' if s.channels == 3 else 'grey'}",
             s.source,
-            s.regularity,
-            s.description,
+            f"{s.regularity}: {s.description}" if s.regularity else s.description,
         )
         for s in list_samples()
     ]
-    rows += [
-        (n, "style", "download", "3", "download", "", d.description) for n, d in DOWNLOADS.items()
-    ]
+    rows += [(n, "style", "download", "download", d.description) for n, d in DOWNLOADS.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows
-    )
+    indent = sum(widths) + 2 * len(widths)
+    room = max(20, width - indent)
+    lines = []
+    for r in rows:
+        head = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  "
+        wrapped = textwrap.wrap(r[-1], room, break_long_words=False, break_on_hyphens=False)
+        lines.append((head + (wrapped[0] if wrapped else "")).rstrip())
+        lines += [" " * indent + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def get_sample(name: str) -> Sample:
@@ -364,17 +379,21 @@ def load_sample(
             downloaded painting (see :data:`DOWNLOADS`).
         size: ``None`` for the native size; an int for a square ``size × size`` image (the
             shorter side is resized to ``size`` and the centre cropped); ``(h, w)`` for that shape
-            (resized to cover, then centre-cropped).
+            (resized to cover, then centre-cropped). Each side from 1 to :data:`MAX_SIZE` (1024).
         channels: ``1`` (luminance) or ``3`` (grey repeated, or RGB); ``None`` keeps the native.
         device: where to put the tensor (CPU by default).
 
     Raises:
-        ValueError: unknown name (with suggestions), bad size or channels.
+        TypeError: ``size`` is not an int or a pair of ints (``96.5``, ``"96"``).
+        ValueError: unknown name (with suggestions), a side below 1 or above :data:`MAX_SIZE`,
+            bad channels.
 
     Example:
         >>> load_sample("grass", 32, channels=3).shape
         torch.Size([1, 3, 32, 32])
     """
+    if size is not None:
+        size = _check_sample_size(size)
     if channels is not None:
         check_choice(channels, "channels", [1, 3])
     if name in DOWNLOADS and name not in _CATALOGUE:
@@ -401,6 +420,36 @@ def load_sample(
     elif channels == 3 and x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return x.contiguous().to(device or "cpu")
+
+
+def _check_sample_size(size: object) -> int | tuple[int, int]:
+    """``size`` as an int or an ``(h, w)`` tuple of ints in ``[1, MAX_SIZE]``; clear errors."""
+    as_given = describe(size)
+
+    def whole(v: object) -> bool:  # int or NumPy integer, never a bool
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+    if isinstance(size, list):
+        size = tuple(size)
+    ok_int = whole(size)
+    ok_pair = isinstance(size, tuple) and len(size) == 2 and all(whole(s) for s in size)
+    if not (ok_int or ok_pair):
+        hint = ""
+        if isinstance(size, str):
+            hint = " (a number, not text: e.g. 96, not '96')"
+        elif isinstance(size, float):
+            hint = f" (whole pixels: e.g. {max(1, round(size))})"
+        raise TypeError(
+            f"`size` must be None, an int or a pair of ints (h, w); got {as_given}{hint}"
+        )
+    size = int(size) if ok_int else (int(size[0]), int(size[1]))
+    sides = (size,) if ok_int else size
+    if min(sides) < 1 or max(sides) > MAX_SIZE:
+        why = " (larger ones take minutes to draw)" if max(sides) > MAX_SIZE else ""
+        raise ValueError(
+            f"`size` must be between 1 and MAX_SIZE = {MAX_SIZE} pixels a side{why}; got {size!r}"
+        )
+    return size
 
 
 # ----------------------------------------------------------------------------- downloads

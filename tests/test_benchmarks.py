@@ -15,6 +15,9 @@ CASES = {
     "benchmarks.efros_leung": ["--cases", "12:16:5", "--threads", "1"],
     "benchmarks.quilting": ["--sample", "48", "--block", "16", "--sizes", "48"],
     "benchmarks.style_transfer": ["--sizes", "32", "--steps", "1", "--rounds", "1"],
+    "benchmarks.threads": "--scale 0.02 --repeats 1 --only small --threads 1".split(),
+    "benchmarks.startup": ["--notebooks", "notebooks/00_start_here.ipynb", "--repeats", "1"],
+    "benchmarks.setup_cost": ["--dry-run"],
 }
 
 

@@ -78,6 +78,30 @@ def test_optimize_image_clamps_previews_and_checks():
         )
 
 
+@pytest.mark.parametrize("method", ["lbfgs", "adam"])
+@pytest.mark.parametrize(
+    "loss_fn, error, words",
+    [
+        (lambda x: x.mean(dim=(2, 3)), ValueError, ["`loss_fn`", "scalar", "tensor (1, 3)"]),
+        (lambda x: 0.5, TypeError, ["`loss_fn`", "scalar torch tensor", "float 0.5"]),
+        (lambda x: x.detach().sum(), ValueError, ["`loss_fn`", "gradients", "does not require"]),
+    ],
+)
+def test_bad_losses_fail_at_once_without_a_progress_bar(loss_fn, error, words, method, capsys):
+    with pytest.raises(error) as info:
+        optim.optimize_image(loss_fn, torch.rand(1, 3, 4, 4), steps=5, method=method)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    out = capsys.readouterr()
+    assert "%" not in out.out + out.err, out  # no 0 % bar was drawn before the error
+
+
+def test_the_progress_bar_counts_every_step(capsys):
+    optim.optimize_image(lambda x: (x**2).sum(), torch.rand(1, 1, 4, 4), steps=3, method="adam")
+    out = capsys.readouterr().out
+    assert "3/3" in out and "100%" in out, out
+
+
 def test_optimizer_is_silent_on_stderr_under_nbgrader(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     optim.optimize_image(lambda x: (x**2).sum(), torch.rand(1, 1, 4, 4), steps=3, preview_every=1)

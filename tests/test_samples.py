@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,50 @@ def test_sizes_channels_and_determinism():
     g = samples.load_sample("grass", 8, channels=3)
     assert torch.equal(g[:, 0], g[:, 2])
     assert samples.load_sample("chelsea").shape == (1, 3, 300, 451)
+
+
+@pytest.mark.parametrize(
+    "size, error, words",
+    [
+        (96.5, TypeError, ["`size`", "an int or a pair of ints", "float 96.5", "e.g. 96"]),
+        ("96", TypeError, ["`size`", "an int or a pair of ints", "str '96'", "not '96'"]),
+        ((64, 32.0), TypeError, ["`size`", "pair of ints", "(64, 32.0)"]),
+        (True, TypeError, ["`size`", "bool True"]),
+        (5000, ValueError, ["`size`", "MAX_SIZE = 1024", "got 5000", "minutes"]),
+        ((64, 2048), ValueError, ["`size`", "MAX_SIZE = 1024", "(64, 2048)"]),
+        (0, ValueError, ["`size`", "between 1 and", "got 0"]),
+    ],
+)
+def test_bad_sizes_name_the_argument_the_expectation_and_the_value(size, error, words):
+    with pytest.raises(error) as info:
+        samples.load_sample("bricks", size)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_sizes_up_to_the_documented_maximum_and_numpy_ints():
+    assert samples.MAX_SIZE == 1024 and "1024" in samples.load_sample.__doc__
+    assert samples.load_sample("text_photo", samples.MAX_SIZE).shape == (1, 1, 1024, 1024)
+    x = samples.load_sample("bricks", np.int64(40))
+    assert x.shape == (1, 3, 40, 40) and torch.equal(x, samples.load_sample("bricks", 40))
+    assert samples.load_sample("bricks", [24, 40]).shape == (1, 3, 24, 40)
+
+
+def test_catalogue_table_fits_its_width_without_breaking_words():
+    for width in (80, 100):
+        table = samples.catalogue_table(width)
+        lines = table.splitlines()
+        assert max(map(len, lines)) <= width
+        # every description comes back whole when its continuation lines are joined
+        col = lines[0].index("description")
+        text = " ".join(line[col:].strip() for line in lines[1:])
+        for s in samples.list_samples():
+            assert s.description in text, s.description
+        for d in samples.DOWNLOADS.values():
+            assert d.description in text
+        assert all(line[:col].strip() or line[col:] for line in lines)
+    with pytest.raises(ValueError, match="`width`"):
+        samples.catalogue_table(10)
 
 
 def test_unknown_name_suggests_close_ones():
@@ -85,3 +130,28 @@ def test_download_checks_the_pinned_hash(tmp_path, monkeypatch):
     path = samples.download("good")
     assert path.read_bytes() == payload.read_bytes()
     assert samples.load_sample("good", 8).shape == (1, 3, 8, 8)
+
+
+def test_start_here_widget_changes_size_and_crop(monkeypatch):
+    """Notebook 00's slider promise: `size` changes the texture, `crop` the enlarged window."""
+    from course_kit.nbrun import ROOT, tagged_namespace
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "")  # sliders, not the static fallback
+    ns = tagged_namespace(ROOT / "notebooks" / "00_start_here.ipynb")
+    draw, crop_side = ns["draw_sample"], ns["CROP"]
+
+    def panels(**kw):
+        fig = draw(**kw)
+        return [ax.images[0].get_array() for ax in fig.axes if ax.images]
+
+    full, window = panels(name="bricks", size=128, crop=0.0)
+    assert full.shape[:2] == (128, 128) and window.shape[:2] == (crop_side, crop_side)
+    np.testing.assert_array_equal(window, full[:crop_side, :crop_side])
+    _, corner = panels(name="bricks", size=128, crop=1.0)
+    np.testing.assert_array_equal(corner, full[-crop_side:, -crop_side:])
+    assert not np.array_equal(window, corner)  # the crop moves
+    bigger, _ = panels(name="bricks", size=192, crop=0.0)
+    assert bigger.shape[:2] == (192, 192)  # the size changes
+    expected = samples.load_sample("bricks", 128, channels=3)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(np.asarray(full, dtype=np.float32), expected, atol=1 / 255)
