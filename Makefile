@@ -26,7 +26,7 @@ NOTEBOOKS ?=
 CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions nbgrader_config.py
 
-.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims
+.PHONY: lab test lint format release grade book bench clean-venv setup chromium claims weights
 
 setup: $(STAMP)
 
@@ -98,3 +98,8 @@ clean-venv:
 # many minutes each on a CPU). NOTEBOOKS="notebooks/02_efros_leung.ipynb ..." (default: all).
 claims: $(STAMP)
 	$(PY) -m course_kit.claims $(NOTEBOOKS)
+
+# torchvision's ImageNet VGG-19 weights (548 MB) into its cache ($TORCH_HOME/hub/checkpoints):
+# notebooks 06 and 07 then use them by themselves. Needs a network; offline it says what to do.
+weights: $(STAMP)
+	$(PY) -c "from course_lib.features import fetch_imagenet; fetch_imagenet()"
