@@ -107,7 +107,7 @@ def test_content_loss_is_weighted_mse(nb07):
 
 def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     """Regression: from grey-centred noise, L-BFGS crawled on `dots` (loss unchanged after 200
-    steps); from noise centred on the texture's mean colour it falls like on the others."""
+    steps); from noise centred on the texture's mean colour it falls."""
     layers = ["relu1_1", "pool1", "pool2"]
     vgg = VGGFeatures(layers, weights="random", pooling="avg", seed=0)
     dots = samples.load_sample("dots", 32, channels=3)
@@ -116,7 +116,9 @@ def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     )
     assert result.image.shape == (1, 3, 32, 32)
     assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
-    assert result.history[-1] < 0.2 * result.history[0]
+    # stuck, the loss stayed at its first value; from noise of width 0.2 (closer to the texture
+    # than the old width 1) it starts lower and has more than halved after 12 steps
+    assert result.history[-1] < 0.5 * result.history[0]
 
 
 def test_layout_and_style_scores(nb07):
