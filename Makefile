@@ -45,7 +45,7 @@ CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
 
 .PHONY: lab test lint format release grade book bench clean-venv setup setup-test chromium claims \
-	git-filter hub
+	git-filter hub weights
 
 setup: $(STAMP)
 
@@ -145,3 +145,8 @@ hub: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[hub]"
 	$(PY) -m course_kit.hub serve --ip $(HUB_IP) --port $(HUB_PORT) --auth $(HUB_AUTH) \
 	  --students "$(STUDENTS)" --instructors "$(INSTRUCTORS)"
+
+# torchvision's ImageNet VGG-19 weights (548 MB) into its cache ($TORCH_HOME/hub/checkpoints):
+# notebooks 06 and 07 then use them by themselves. Needs a network; offline it says what to do.
+weights: $(STAMP)
+	$(PY) -c "from course_lib.features import fetch_imagenet; fetch_imagenet()"

@@ -58,7 +58,7 @@ def test_weights_from_a_file(tmp_path):
 
 def test_imagenet_offline_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache; the network is blocked
-    with pytest.raises(RuntimeError, match='weights="random"') as err:
+    with pytest.raises(RuntimeError, match="RandomMultiScaleFeatures") as err:
         features.VGGFeatures(["relu1_1"], weights="imagenet")
     assert "vgg19-dcbb9e9d.pth" in str(err.value)
 
@@ -81,3 +81,58 @@ def test_bad_input():
     vgg = features.VGGFeatures(["relu1_1"])
     with pytest.raises(ValueError, match="channels"):
         vgg(torch.rand(1, 4, 8, 8))
+
+
+def test_random_multiscale_equals_circular_conv2d():
+    net = features.RandomMultiScaleFeatures(sizes=(3, 7), filters=5, seed=1)
+    x = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(0))
+    out = net(x)
+    assert list(out) == ["k3", "k7"] and out["k7"].shape == (2, 5, 12, 16)
+    centred = x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    for k in (3, 7):
+        padded = torch.nn.functional.pad(centred, (k // 2,) * 4, mode="circular")
+        ref = torch.relu(torch.nn.functional.conv2d(padded, net.weight(k)))
+        torch.testing.assert_close(out[f"k{k}"], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_random_multiscale_filters_are_zero_mean_unit_norm_and_seeded():
+    a = features.RandomMultiScaleFeatures(sizes=(5,), filters=4, seed=3).weight(5)
+    b = features.RandomMultiScaleFeatures(sizes=(5,), filters=4, seed=3).weight(5)
+    c = features.RandomMultiScaleFeatures(sizes=(5,), filters=4, seed=4).weight(5)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.testing.assert_close(a.sum((1, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.flatten(1).norm(dim=1), torch.ones(4))
+    # zero-mean filters do not respond to a flat image at ImageNet's mean colour
+    flat = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    out = features.RandomMultiScaleFeatures(sizes=(3,), filters=4)(flat.contiguous())["k3"]
+    assert out.abs().max() < 1e-5
+
+
+def test_random_multiscale_bad_arguments():
+    with pytest.raises(ValueError, match="odd positive"):
+        features.RandomMultiScaleFeatures(sizes=(4,))
+    with pytest.raises(ValueError, match="`filters`"):
+        features.RandomMultiScaleFeatures(filters=0)
+    with pytest.raises(ValueError, match="at least 55x55"):
+        features.RandomMultiScaleFeatures(filters=2)(torch.rand(1, 3, 32, 32))
+
+
+def test_fetch_imagenet_offline_says_what_to_do(tmp_path, monkeypatch):
+    """`make weights` runs fetch_imagenet; offline (sockets are blocked here) it must explain."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match="could not be downloaded") as err:
+        features.fetch_imagenet()
+    assert "vgg19-dcbb9e9d.pth" in str(err.value) and str(tmp_path) in str(err.value)
+    assert features.pick_weights() == "random"
+    assert "make weights" in features.weights_note("random", "Offline: shallow net.")
+    assert features.weights_note("random", "Offline: shallow net.").endswith(
+        "Offline: shallow net."
+    )
+
+
+def test_make_weights_target_runs_fetch_imagenet():
+    from course_kit.nbrun import ROOT
+
+    text = (ROOT / "Makefile").read_text()
+    target = text.split("\nweights:", 1)[1].split("\n\n", 1)[0]
+    assert "fetch_imagenet()" in target

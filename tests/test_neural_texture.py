@@ -107,7 +107,7 @@ def test_content_loss_is_weighted_mse(nb07):
 
 def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     """Regression: from grey-centred noise, L-BFGS crawled on `dots` (loss unchanged after 200
-    steps); from noise centred on the texture's mean colour it falls like on the others."""
+    steps); from noise centred on the texture's mean colour it falls."""
     layers = ["relu1_1", "pool1", "pool2"]
     vgg = VGGFeatures(layers, weights="random", pooling="avg", seed=0)
     dots = samples.load_sample("dots", 32, channels=3)
@@ -116,4 +116,58 @@ def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     )
     assert result.image.shape == (1, 3, 32, 32)
     assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
-    assert result.history[-1] < 0.2 * result.history[0]
+    # stuck, the loss stayed at its first value; from noise of width 0.2 (closer to the texture
+    # than the old width 1) it starts lower and has more than halved after 12 steps
+    assert result.history[-1] < 0.5 * result.history[0]
+
+
+def test_layout_and_style_scores(nb07):
+    gen = torch.Generator().manual_seed(7)
+    photo = samples.load_sample("chelsea", 64, channels=3)
+    style = samples.load_sample("swirls", 64, channels=3)
+    assert nb07["layout_kept"](photo, photo) == pytest.approx(1.0, abs=1e-5)
+    noise = torch.rand(1, 3, 64, 64, generator=gen)
+    assert abs(nb07["layout_kept"](noise, photo)) < 0.2
+    assert nb07["style_moved"](photo, photo, style) == pytest.approx(0.0, abs=1e-6)
+    assert nb07["style_moved"](style, photo, style) == pytest.approx(1.0, abs=1e-6)
+    # the edge map is the gradient magnitude of the blurred luminance: zero on a flat image
+    assert nb07["edge_map"](torch.full((1, 3, 16, 16), 0.3)).abs().max() < 1e-6
+
+
+def test_style_transfer_with_a_separate_content_network(nb07):
+    from course_lib.features import RandomMultiScaleFeatures
+
+    shallow = RandomMultiScaleFeatures(sizes=(3, 7), filters=4)
+    content_net = VGGFeatures(["conv1_2"], weights="random")
+    photo = samples.load_sample("chelsea", 32, channels=3)
+    style = samples.load_sample("swirls", 32, channels=3)
+    res = nb07["style_transfer"](
+        photo,
+        style,
+        shallow,
+        content_net=content_net,
+        style_layers=shallow.layers,
+        content_layer="conv1_2",
+        steps=3,
+        progress=False,
+    )
+    assert res.image.shape == (1, 3, 32, 32) and res.history[-1] < res.history[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "05_parametric_textures",
+        "06_neural_texture_synthesis",
+        "07_neural_style_transfer",
+    ],
+)
+def test_no_long_cells_and_no_copied_pyramid(name):
+    import nbformat
+
+    nb = nbformat.read(ROOT / f"notebooks/{name}.ipynb", 4)
+    lengths = [len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code"]
+    assert max(lengths) <= 60
+    if name != "05_parametric_textures":  # 05 teaches them; the others import course_lib's
+        source = "\n".join(c.source for c in nb.cells)
+        assert "def steerable_pyramid" not in source and "def efros_leung" not in source

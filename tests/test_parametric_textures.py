@@ -62,3 +62,56 @@ def test_statistics_shift_invariant_and_differentiable(nb):
     y = x.clone().requires_grad_(True)
     torch.cat(list(nb["ps_statistics"](y, n_scales=2).values()), 1).pow(2).sum().backward()
     assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+def test_library_equals_the_notebook(nb):
+    """course_lib.portilla_simoncelli is notebook 05's pyramid and statistics, promoted."""
+    from course_lib import portilla_simoncelli as ps
+
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    ours, theirs = nb["steerable_pyramid"](x, n_scales=3), ps.steerable_pyramid(x, n_scales=3)
+    torch.testing.assert_close(ours["highpass"], theirs["highpass"])
+    for a, b in zip(ours["bands"] + ours["lowpass"], theirs["bands"] + theirs["lowpass"]):
+        torch.testing.assert_close(a, b)
+    ours, theirs = nb["ps_statistics"](x, n_scales=3), ps.ps_statistics(x, n_scales=3)
+    assert list(ours) == list(theirs)
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], msg=name)
+    scales = nb["group_scales"](theirs)
+    torch.testing.assert_close(scales, ps.group_scales(theirs))
+    y = ps.ps_statistics(x.flip(-1), n_scales=3)
+    torch.testing.assert_close(nb["ps_loss"](y, theirs, scales), ps.ps_loss(y, theirs))
+
+
+def test_normalised_loss_is_a_sum_of_relative_squares():
+    from course_lib import portilla_simoncelli as ps
+
+    target = {"a": torch.tensor([[3.0, 4.0]]), "b": torch.tensor([[1e-3]])}
+    stats = {"a": torch.tensor([[3.0, 5.0]]), "b": torch.tensor([[2e-3]])}
+    # rms of a = sqrt((9 + 16) / 2); rms of b = 1e-3
+    expected = (1.0 / (25 / 2) ** 0.5) ** 2 + 1.0
+    assert float(ps.ps_loss(stats, target)) == pytest.approx(expected, rel=1e-5)
+    raw = {k: torch.ones(()) for k in target}
+    assert float(ps.ps_loss(stats, target, raw)) == pytest.approx(1.0 + 1e-6, rel=1e-5)
+    errors = ps.group_errors(stats, target)
+    assert errors["a"] == pytest.approx(1 / 5) and errors["b"] == pytest.approx(1.0)
+
+
+def test_library_checks_its_input():
+    from course_lib import portilla_simoncelli as ps
+
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*n_scales = 8"):
+        ps.ps_statistics(torch.rand(1, 1, 20, 32), n_scales=3)
+    with pytest.raises(ValueError, match="1 channels"):
+        ps.steerable_pyramid(torch.rand(1, 3, 32, 32))
+
+
+def test_library_stays_in_the_input_dtype_and_synthesis_makes_progress():
+    from course_lib import portilla_simoncelli as ps
+
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    pyr = ps.steerable_pyramid(x, n_scales=2)
+    assert pyr["bands"][0].dtype == torch.complex64 and pyr["highpass"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in ps.ps_statistics(x, n_scales=2).values())
+    res = ps.synthesize(x, steps=5, n_scales=2, progress=False, generator=torch.Generator())
+    assert res.image.shape == (1, 1, 32, 32) and res.history[-1] < 0.5 * res.history[0]
