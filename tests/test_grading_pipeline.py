@@ -65,6 +65,7 @@ def test_scores(graded):
     assert 0 < rows["carol"].score < 6  # partial credit: squares right, normalise wrong
     assert rows["dave"].score == 4  # only the looping function's 2 points are lost
     assert rows["erin"].score == 0 and "kernel died" in rows["erin"].status
+    assert rows["erin"].status.startswith("not graded")
     assert rows["frank"].score == 4  # the syntax error costs only the squares points
     assert rows["gina"].score == 6  # output is truncated, grades are not affected
     assert rows["hank"].score == 6  # the test cell is restored and passes
@@ -78,14 +79,23 @@ def test_tampering_is_reported(graded):
     assert rows["alice"].notes == []
 
 
-def test_feedback_hides_hidden_tests(graded):
+def test_feedback_shows_verdicts_and_hides_hidden_tests(graded):
     root, _, _, rows = graded
     page = (root / rows["bob"].feedback).read_text()
     assert "Score: 0.0 / 6.0" in page
-    assert "285.0" not in page and "HIDDEN TESTS" not in page
+    assert "285" not in page and "HIDDEN TESTS" not in page
+    assert "squares-arange" not in page  # the hidden report calls are cut with their block
     carol = (root / rows["carol"].feedback).read_text()
-    assert "hidden tests are not shown" in carol
-    assert "np.sqrt((v**2).sum())" not in carol  # a hidden line quoted by a traceback
+    # the judge's verdict: which check failed, and for a hidden one nothing about its values
+    assert "hidden check &#39;normalise-hidden&#39; failed" in carol or (
+        "hidden check 'normalise-hidden' failed" in carol
+    )
+    assert "0.333" not in carol and "0.666" not in carol  # normalise([1, -2, 2]), hidden
+    assert "Test cell <code>test_normalise</code>" in carol  # grade ids in the summary
+    assert "cdnjs" not in carol and "MathJax.Hub" in carol  # MathJax inlined, not a CDN
+    gina = root / rows["gina"].feedback
+    assert gina.stat().st_size < 1_500_000  # 5 MB of printing, capped
+    assert "output truncated by the grader" in gina.read_text()
 
 
 def test_csv_has_one_row_per_student_and_rerun_keeps_grades(graded):
