@@ -9,7 +9,12 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["benchmarks.efros_leung", "benchmarks.quilting", "benchmarks.style_transfer"]
+BENCHMARKS = [
+    "benchmarks.efros_leung",
+    "benchmarks.quilting",
+    "benchmarks.style_transfer",
+    "benchmarks.grading",
+]
 
 
 def main() -> None:

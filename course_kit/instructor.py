@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import filecmp
+import hashlib
 import html
 import json
 import os
@@ -202,9 +203,15 @@ def release(
                 "--force",
                 f"--CourseDirectory.release_directory={tmp}",
             )
-            for old in sorted(paths.release(aid).glob("*.ipynb")):
-                if student_work(old, Path(tmp) / aid / old.name):
-                    busy.append((old, Path(tmp) / aid / old.name))
+            dest = paths.release(aid)
+            for old in sorted(p for p in dest.rglob("*") if p.is_file()) if dest.is_dir() else []:
+                fresh = Path(tmp) / aid / old.relative_to(dest)
+                if ".ipynb_checkpoints" in old.parts or "__pycache__" in old.parts:
+                    continue
+                if old.suffix == ".ipynb" and student_work(old, fresh):
+                    busy.append((old, fresh))
+                elif old.suffix != ".ipynb" and not fresh.is_file():
+                    busy.append((old, fresh))  # a file of someone's, not part of the release
         if busy and not force:
             names = ", ".join(str(p.relative_to(root)) for p, _ in busy)
             raise FileExistsError(
@@ -214,7 +221,7 @@ def release(
             )
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         for old, _ in busy:
-            kept = paths.workspace / "kept_work" / f"{old.stem}-{stamp}{old.suffix}"
+            kept = paths.workspace / "kept_work" / stamp / old.relative_to(root)
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(old, kept)
             print(f"kept a copy of {old.relative_to(root)} (it held answers) in {kept}")
@@ -453,6 +460,7 @@ def grade(
     timeout: int | None = None,
     limits: sandbox.Limits | None = None,
     sandbox_mode: str = "auto",
+    regrade: bool = False,
 ) -> list[GradeRow]:
     """Collect, autograde (sandboxed), judge, write feedback and ``grades_<id>.csv``.
 
@@ -465,6 +473,8 @@ def grade(
         limits: the sandbox's resource limits (default: :class:`course_kit.sandbox.Limits`).
         sandbox_mode: ``"auto"`` (bubblewrap where it works, else a warned fallback),
             ``"bwrap"`` (fail if it cannot be used) or ``"none"``.
+        regrade: grade again submissions that have not changed since they were graded with
+            the same tests and settings (by default their grades are kept).
     Returns:
         One row per student found, sorted by id.
     """
@@ -513,16 +523,42 @@ def grade(
     rows: dict[str, GradeRow] = {}
     executed: list[str] = []
     failures: dict[str, str] = {}
+    reused: set[str] = set()
+    state_path = work / "judge" / f"graded_{assignment}.json"
+    state = _load_json(state_path)
+    common = hashlib.sha256(
+        released.read_bytes()
+        + json.dumps(expected.to_json(), sort_keys=True).encode()
+        + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
+    )
     with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
-        template = _template_db(paths, assignment, Path(tmp))
+        template = None
         for item in found:
             notes = list(item.notes) + archived.get(item.student, [])
             nb = None
+            digest = None
             if item.path is not None:
                 copy = paths.submitted(item.student, assignment) / f"{assignment}.ipynb"
+                digest = _digest(common, copy)
+                done = paths.autograded(item.student, assignment) / f"{assignment}.ipynb"
+                previous = state.get(item.student, {})
+                if not regrade and previous.get("digest") == digest and done.is_file():
+                    reused.add(item.student)  # unchanged since it was graded: keep its grades
+                    rows[item.student] = GradeRow(
+                        item.student,
+                        0.0,
+                        0.0,
+                        "graded",
+                        "",
+                        previous.get("notes", []),
+                        name=item.name,
+                    )
+                    continue
                 notes += integrity_report(released, copy)
                 nb, repaired = repair_submission(copy, released)
                 notes += repaired
+            if nb is not None and template is None:
+                template = _template_db(paths, assignment, Path(tmp))
             if nb is None:
                 failures[item.student] = notes[-1] if notes else "no notebook"
             else:
@@ -548,6 +584,9 @@ def grade(
             rows[item.student] = GradeRow(
                 item.student, 0.0, 0.0, "graded", "", notes, name=item.name
             )
+            state.pop(item.student, None)
+            if item.student in executed and digest:
+                state[item.student] = {"digest": digest, "notes": notes}
     for student in executed:  # a stale autograded copy must not survive a failed import
         stale = paths.autograded(student, assignment)
         if stale.exists():
@@ -561,7 +600,13 @@ def grade(
         stale = paths.autograded(student, assignment)
         if stale.exists():
             shutil.rmtree(stale)
+    for student in failures:
+        state.pop(student, None)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(state, indent=1))
     for student in rows:
+        if student in reused:
+            continue
         _zero_missing(paths.db_url, assignment, student, everything=student in failures)
         if student not in failures and expected.cells:
             rows[student].notes += _judge_student(paths, assignment, student, expected)
@@ -612,6 +657,20 @@ def grade(
     _write_csv(work / f"grades_{assignment}.csv", assignment, out)
     _nbgrader(root, "export", "--to", str(work / "grades.csv"), check=False)
     return out
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _digest(common, path: Path) -> str:
+    h = common.copy()
+    h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def _all_students(paths: CoursePaths, assignment: str) -> list[str]:

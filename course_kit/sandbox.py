@@ -238,22 +238,18 @@ def _chown_tree(path: Path, uid: int) -> None:
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
 
-def run_autograde(
+def run_sandboxed(
+    argv: list[str],
     private: Path,
-    assignment: str,
-    student: str,
     *,
-    timeout: int,
-    n_cells: int,
+    wall_s: int,
     limits: Limits | None = None,
     mode: str = "auto",
-) -> SandboxResult:
-    """``nbgrader autograde ASSIGNMENT --student STUDENT`` in the private course ``private``.
-
-    ``private`` holds ``nbgrader_config.py`` (see :func:`write_config`), ``gradebook.db``,
-    ``source/<assignment>/`` and ``submitted/<student>/<assignment>/``. Returns the executed
-    notebook (``autograded/...``) when nbgrader wrote one.
-    """
+    log_path: Path | None = None,
+) -> tuple[int | None, str, str, str | None]:
+    """Run ``argv`` (``python`` means this environment's interpreter) with ``private`` as its
+    folder: at ``/course`` inside bubblewrap, else in place. Returns (exit status, the tail of
+    its output, the mode used, why it was stopped or None)."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}; got {mode!r}")
     limits = limits or Limits()
@@ -265,7 +261,6 @@ def run_autograde(
     if mode == "bwrap" and not use_bwrap:
         raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
     as_nobody = use_bwrap and os.geteuid() == 0
-    root_inside = INSIDE_ROOT if use_bwrap else str(private)
     tmp_inside = "/tmp" if use_bwrap else str(scratch)
     env = {
         "PATH": os.pathsep.join([str(_python().parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -285,17 +280,7 @@ def run_autograde(
     }
     if _torch_home() is not None:
         env["TORCH_HOME"] = str(_torch_home())
-    cmd = [
-        str(_python()),
-        "-m",
-        "nbgrader",
-        "autograde",
-        assignment,
-        "--student",
-        student,
-        "--force",
-    ]
-    cmd.append(f"--CourseDirectory.root={root_inside}")
+    cmd = [str(_python()) if a == "python" else a for a in argv]
     if use_bwrap:
         prefix = _bwrap_args(private, scratch, as_nobody)
         if as_nobody:
@@ -318,8 +303,7 @@ def run_autograde(
         cmd = prefix + cmd
     else:
         nproc = _user_tasks(os.getuid()) + limits.nproc
-    wall = limits.wall_s or timeout * (n_cells + 2) + 90
-    log_path = private.parent / "autograde.log"
+    log_path = Path(log_path or private.parent / "sandbox.log")
     why = None
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -333,9 +317,9 @@ def run_autograde(
             start_new_session=True,
         )
         try:
-            rc = proc.wait(timeout=wall)
+            rc = proc.wait(timeout=wall_s)
         except subprocess.TimeoutExpired:
-            why = f"stopped after {wall} s (the whole run's time limit)"
+            why = f"stopped after {wall_s} s (the whole run's time limit)"
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -343,12 +327,45 @@ def run_autograde(
             rc = proc.wait()
     if as_nobody:  # hand the files back to the grader
         _chown_tree(private, os.getuid())
-    tail = _tail(log_path)
-    out = private / "autograded" / student / assignment / f"{assignment}.ipynb"
+        _chown_tree(scratch, os.getuid())
+    return rc, _tail(log_path), "bwrap" if use_bwrap else "none", why
+
+
+def run_autograde(
+    private: Path,
+    assignment: str,
+    student: str,
+    *,
+    timeout: int,
+    n_cells: int,
+    limits: Limits | None = None,
+    mode: str = "auto",
+) -> SandboxResult:
+    """``nbgrader autograde ASSIGNMENT --student STUDENT`` in the private course ``private``.
+
+    ``private`` holds ``nbgrader_config.py`` (see :func:`write_config`), ``gradebook.db``,
+    ``source/<assignment>/`` and ``submitted/<student>/<assignment>/``. Returns the executed
+    notebook (``autograded/...``) when nbgrader wrote one.
+    """
+    limits = limits or Limits()
+    use_bwrap = mode != "none" and sandbox_problem() is None
+    root_inside = INSIDE_ROOT if use_bwrap else str(Path(private).resolve())
+    argv = ["python", "-m", "nbgrader", "autograde", assignment, "--student", student]
+    argv += ["--force", f"--CourseDirectory.root={root_inside}"]
+    wall = limits.wall_s or timeout * (n_cells + 2) + 90
+    rc, tail, used, why = run_sandboxed(
+        argv,
+        private,
+        wall_s=wall,
+        limits=limits,
+        mode=mode,
+        log_path=Path(private).parent / "autograde.log",
+    )
+    out = Path(private) / "autograded" / student / assignment / f"{assignment}.ipynb"
     notebook = out if out.is_file() and not out.is_symlink() else None
     if notebook is None and why is None:
         why = _explain(tail, rc)
-    return SandboxResult(notebook, rc, tail, "bwrap" if use_bwrap else "none", why)
+    return SandboxResult(notebook, rc, tail, used, why)
 
 
 def _tail(path: Path, size: int = 20_000) -> str:

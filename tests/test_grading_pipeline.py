@@ -129,3 +129,21 @@ def test_bad_arguments(tmp_path):
         instructor.grade("nope", tmp_path, root=root)
     with pytest.raises(FileNotFoundError, match="`submissions` does not exist"):
         instructor.grade("demo", tmp_path / "missing", root=root)
+
+
+def test_release_never_overwrites_work_silently(graded):
+    root, released, _, _ = graded
+    worked = make_submission(released, "correct")  # someone solved it in assignments/
+    nbformat.write(worked, released)
+    (released.parent / "my_plot.png").write_bytes(b"png")
+    with pytest.raises(FileExistsError, match="assignments/demo/demo.ipynb"):
+        instructor.release(root)
+    assert "values / norm" in released.read_text()  # untouched
+    instructor.release(root, force=True)
+    text = released.read_text()
+    assert "values / norm" not in text and "raise NotImplementedError()" in text
+    assert not (released.parent / "my_plot.png").exists()
+    kept = sorted((root / "grading" / "kept_work").rglob("*"))
+    names = [p.name for p in kept if p.is_file()]
+    assert sorted(names) == ["demo.ipynb", "my_plot.png"]
+    assert "values / norm" in next(p for p in kept if p.name == "demo.ipynb").read_text()
