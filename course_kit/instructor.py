@@ -300,8 +300,51 @@ def _exec_settings(config, timeout: int | None) -> dict[str, dict]:
     return out
 
 
+def _source_digest(paths: CoursePaths, assignment: str) -> str:
+    """A hash of the assignment's source folder and of the course's nbgrader_config.py."""
+    h = hashlib.sha256((paths.root / "nbgrader_config.py").read_bytes())
+    src = paths.source(assignment)
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(src)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _register(paths: CoursePaths, assignment: str) -> Path:
+    """Make the real gradebook know the assignment (``generate_assignment`` into the grading
+    folder, leaving the committed release alone), once per version of the source."""
+    work = paths.workspace
+    released = work / "release" / assignment / f"{assignment}.ipynb"
+    stamp = work / "judge" / f"registered_{assignment}.txt"
+    digest = _source_digest(paths, assignment)
+    if released.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        try:
+            with Gradebook(paths.db_url) as gb:
+                gb.find_assignment(assignment)
+            return released
+        except MissingEntry:
+            pass
+    _nbgrader(
+        paths.root,
+        "generate_assignment",
+        assignment,
+        "--force",
+        f"--CourseDirectory.release_directory={work / 'release'}",
+    )
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    return released
+
+
 def _template_db(paths: CoursePaths, assignment: str, tmp: Path) -> Path:
-    """A gradebook that knows only the assignment (no students): the sandbox's copy."""
+    """A gradebook that knows only the assignment (no students): the sandbox's copy. Made by
+    ``generate_assignment`` into an empty gradebook, once per version of the source."""
+    cached = paths.workspace / "judge" / f"template_{assignment}.db"
+    stamp = cached.with_suffix(".txt")
+    digest = _source_digest(paths, assignment)
+    if cached.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return cached
     db = tmp / "template.db"
     _nbgrader(
         paths.root,
@@ -311,7 +354,10 @@ def _template_db(paths: CoursePaths, assignment: str, tmp: Path) -> Path:
         f"--CourseDirectory.release_directory={tmp / 'template-release'}",
         f"--CourseDirectory.db_url=sqlite:///{db}",
     )
-    return db
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db, cached)
+    stamp.write_text(digest)
+    return cached
 
 
 def _grade_one(
@@ -501,15 +547,7 @@ def grade(
     timeout = int(timeout or cfg_timeout)
     settings = _exec_settings(paths.config, timeout)
 
-    # The real gradebook learns the assignment; the committed release is left alone.
-    _nbgrader(
-        root,
-        "generate_assignment",
-        assignment,
-        "--force",
-        f"--CourseDirectory.release_directory={work / 'release'}",
-    )
-    released = work / "release" / assignment / f"{assignment}.ipynb"
+    released = _register(paths, assignment)
     source_nb = paths.source(assignment) / f"{assignment}.ipynb"
     expected = judge.expected_reports(source_nb, cache_dir=work / "judge")
     for warning in expected.warnings:

@@ -362,7 +362,10 @@ def run_autograde(
         log_path=Path(private).parent / "autograde.log",
     )
     out = Path(private) / "autograded" / student / assignment / f"{assignment}.ipynb"
-    notebook = out if out.is_file() and not out.is_symlink() else None
+    # nbgrader writes the sanitized notebook before it runs it: a run that did not finish
+    # (killed, out of time) leaves that unexecuted copy behind, which must not be graded
+    done = rc == 0 and why is None and out.is_file() and not out.is_symlink()
+    notebook = out if done else None
     if notebook is None and why is None:
         why = _explain(tail, rc)
     return SandboxResult(notebook, rc, tail, used, why)
@@ -376,6 +379,8 @@ def _tail(path: Path, size: int = 20_000) -> str:
 
 
 def _explain(log: str, rc: int | None) -> str:
+    if rc is not None and rc > 128 and rc - 128 in signal.Signals._value2member_map_:
+        rc = -(rc - 128)  # bubblewrap passes a signal on as 128 + its number
     if rc is not None and rc < 0:
         name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else rc
         return f"the grading process was killed ({name}), by the submission or a limit"
