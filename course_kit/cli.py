@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
-            for path in instructor.release(
-                args.root, args.assignments or None, force=args.force
-            ):
+            for path in instructor.release(args.root, args.assignments or None, force=args.force):
                 print(f"released {path}")
             return 0
         limits = sandbox.Limits()

@@ -592,9 +592,10 @@ def grade(
                         name=item.name,
                     )
                     continue
-                notes += integrity_report(released, copy)
                 nb, repaired = repair_submission(copy, released)
-                notes += repaired
+                # a rebuilt notebook's notes say what was repaired; otherwise say which test
+                # cells nbgrader will restore
+                notes += repaired or integrity_report(released, copy)
             if nb is not None and template is None:
                 template = _template_db(paths, assignment, Path(tmp))
             if nb is None:
