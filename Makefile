@@ -36,6 +36,9 @@ PYTEST_ARGS ?=
 ASSIGNMENT ?=
 SUBMISSIONS ?=
 TIMEOUT ?=
+# make grade SANDBOX=bwrap|none|auto (default auto: bubblewrap where it works); make release FORCE=1
+SANDBOX ?=
+FORCE   ?=
 # make book QUICK=1: quick mode (COURSE_QUICK=1); NOTEBOOKS="notebooks/00_start_here.ipynb ...":
 # only these (default: all of notebooks/)
 QUICK   ?=
@@ -45,9 +48,24 @@ CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
 
 .PHONY: lab test lint format release grade book bench clean-venv setup setup-test chromium claims \
-	git-filter hub weights
+	git-filter hub weights bubblewrap
 
-setup: $(STAMP)
+setup: $(STAMP) bubblewrap
+
+# Debian's bubblewrap isolates each submission while grading (course_kit/sandbox.py): installed
+# with apt-get when missing and apt-get can be used (root, or password-less sudo); otherwise
+# `make grade` says so and grades without namespaces.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "course kit: no bwrap and no apt-get: grading will run without a sandbox (see README)"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	  echo "course kit: installing Debian's bubblewrap for sandboxed grading (apt-get)"; \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null; } \
+	  || echo "course kit: could not install bubblewrap: grading will run without a sandbox"; \
+	fi
 
 setup-test: $(TEST_STAMP)
 
@@ -92,7 +110,7 @@ format: $(TEST_STAMP)
 # save each executed notebook into _build/executed/), then the book (rendered from those executed
 # copies, so no notebook runs twice) and JupyterLab in headless Chromium. Exit 5 (nothing
 # selected, e.g. PYTEST_ARGS="-k samples") is fine for the second run.
-test: $(TEST_STAMP) lint chromium
+test: $(TEST_STAMP) lint chromium bubblewrap
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not book and not browser" $(PYTEST_ARGS)
 	@echo "course kit: book and browser tests (after the notebooks)"
 	$(PY) -m pytest -m "book or browser" $(PYTEST_ARGS); rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
@@ -116,12 +134,13 @@ chromium:
 	fi
 
 release: $(STAMP)
-	$(VENV)/bin/course-kit release
+	$(VENV)/bin/course-kit release $(if $(filter-out 0,$(FORCE)),--force,)
 
-grade: $(STAMP)
+grade: $(STAMP) bubblewrap
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> SUBMISSIONS=<folder or zip>"; exit 2; }
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<id> SUBMISSIONS=<folder or zip>"; exit 2; }
-	$(VENV)/bin/course-kit grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(TIMEOUT),--timeout $(TIMEOUT),)
+	$(VENV)/bin/course-kit grade $(ASSIGNMENT) $(SUBMISSIONS) $(if $(TIMEOUT),--timeout $(TIMEOUT),) \
+	  $(if $(SANDBOX),--sandbox $(SANDBOX),)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

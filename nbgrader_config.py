@@ -4,6 +4,7 @@ source (instructor notebooks, full solutions + hidden tests)  solutions/<id>/<id
 release (student versions, generated, committed)               assignments/<id>/<id>.ipynb
 everything made while grading                                  grading/  (git-ignored)
 
+The kit's tools read every path from here (nbgrader's CourseDirectory); change them here only.
 Use the kit's commands rather than calling nbgrader by hand: `make release` and
 `make grade ASSIGNMENT=<id> SUBMISSIONS=<folder or zip>` (see README.md).
 """
@@ -46,4 +47,6 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "course_kit.nbgrader_hooks.HideHiddenTracebacks",  # before the markers are removed
     "nbgrader.preprocessors.ClearHiddenTests",
+    "course_kit.nbgrader_hooks.CleanTracebacks",  # no library frames or grader folders
+    "course_kit.nbgrader_hooks.CapOutputs",  # no 50 MB pages
 ]

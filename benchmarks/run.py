@@ -16,6 +16,7 @@ BENCHMARKS = [
     "benchmarks.threads",
     "benchmarks.startup",
     "benchmarks.notebooks_quick",
+    "benchmarks.grading",
 ]
 # benchmarks.setup_cost (a fresh clone's `make setup`: minutes, gigabytes) runs only by hand
 

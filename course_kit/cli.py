@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import instructor
+from . import instructor, sandbox
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,27 +15,58 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="regenerate assignments/ from solutions/")
     rel.add_argument("assignments", nargs="*", help="ids (default: all)")
+    rel.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite released notebooks that hold answers (a copy is kept first)",
+    )
     gr = sub.add_parser("grade", help="collect, autograde, feedback and grades CSV")
     gr.add_argument("assignment")
     gr.add_argument("submissions", type=Path, help="a folder or an LMS zip")
     gr.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    gr.add_argument(
+        "--sandbox",
+        choices=sandbox.MODES,
+        default="auto",
+        help="bwrap: isolate each submission with bubblewrap (fail if it cannot); none: no "
+        "namespaces (trusted submissions only); auto (default): bwrap where it works",
+    )
+    gr.add_argument(
+        "--regrade",
+        action="store_true",
+        help="grade again submissions unchanged since they were graded (default: kept)",
+    )
+    gr.add_argument("--memory-mb", type=int, default=None, help="memory per process (MB)")
+    gr.add_argument("--cpu-s", type=int, default=None, help="CPU seconds per process")
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
-            for path in instructor.release(args.root, args.assignments or None):
+            for path in instructor.release(args.root, args.assignments or None, force=args.force):
                 print(f"released {path}")
             return 0
+        limits = sandbox.Limits()
+        if args.memory_mb:
+            limits.memory_mb = args.memory_mb
+        if args.cpu_s:
+            limits.cpu_s = args.cpu_s
         rows = instructor.grade(
-            args.assignment, args.submissions, root=args.root, timeout=args.timeout
+            args.assignment,
+            args.submissions,
+            root=args.root,
+            timeout=args.timeout,
+            limits=limits,
+            sandbox_mode=args.sandbox,
+            regrade=args.regrade,
         )
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"course-kit: {err}", file=sys.stderr)
         return 2
     width = max(len(r.student) for r in rows)
     for r in rows:
         flag = "" if not r.notes else "  ! " + "; ".join(r.notes)
         print(f"{r.student:<{width}}  {r.score:6.2f} / {r.max_score:g}  {r.feedback}{flag}")
-    print(f"grades: grading/grades_{args.assignment}.csv")
+    paths = instructor.course_paths(args.root or instructor.project_root())
+    print(f"grades: {paths.workspace / f'grades_{args.assignment}.csv'}")
     return 0
 
 

@@ -1,14 +1,28 @@
 """The instructor's workflow around nbgrader: release assignments, grade submissions.
 
-``course-kit release`` (``make release``) regenerates ``assignments/`` from ``solutions/``.
-``course-kit grade ID SUBMISSIONS`` (``make grade``) takes a folder or an LMS zip of submissions
-through collect → autograde → feedback → a grades CSV, one command, safe to re-run:
+``course-kit release`` (``make release``) regenerates ``assignments/`` from ``solutions/``; it
+refuses to overwrite a released notebook that holds someone's answers (and names it) unless
+``--force``, which first keeps a copy under the grading folder's ``kept_work/``.
 
-* submissions are copied to ``grading/submitted/<student>/<id>/<id>.ipynb``; a changed
-  resubmission replaces the copy only after the old one is archived in ``grading/archive/``;
-* ``nbgrader autograde`` restores tampered or deleted test cells; we also *report* them;
-* a kernel that dies still leaves a grade (0) and a feedback page saying what happened;
-* ``grading/grades_<id>.csv`` has exactly one row per student, rebuilt from the gradebook.
+``course-kit grade ID SUBMISSIONS`` (``make grade``) takes a folder or an LMS zip of submissions
+through collect → sandboxed autograde → judge → feedback → a grades CSV, one command, safe to
+re-run, and never stops the batch for one student:
+
+* **collect** (:mod:`course_kit.collect`): any file names and folder depths, LMS zips as they
+  come; each student gets a stable safe id, kept beside the original name in the CSV;
+* **repair**: a submission whose nbgrader cells were duplicated, renamed or lost (pasted into a
+  new notebook) is rebuilt on the released notebook, its answers found by the graded functions'
+  names; the notes say what was repaired;
+* **sandbox** (:mod:`course_kit.sandbox`): each submission runs alone, in a private copy of the
+  course (bubblewrap where available), with limits on memory, CPU, processes and output;
+* **import and judge** (:mod:`course_kit.judge`): the grader reads each executed notebook back as
+  data, writes the scores into the real gradebook with nbgrader's own preprocessors (no code
+  runs), then replaces the score of every judged test cell by the judge's verdict;
+* **feedback**: nbgrader's pages, with the judge's verdicts, without hidden tests, library
+  frames or grader paths, with long lines wrapped, capped outputs and MathJax inlined;
+* ``grades_<id>.csv`` in the grading folder has exactly one row per student.
+
+Every path comes from nbgrader's ``CourseDirectory`` as ``nbgrader_config.py`` sets it.
 """
 
 from __future__ import annotations
@@ -16,43 +30,104 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import filecmp
+import hashlib
 import html
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-# <anything>_<student>_attempt_<timestamp>_<file>.ipynb (Blackboard-style LMS downloads)
-LMS_PATTERN = re.compile(
-    r".*_(?P<student>[A-Za-z0-9.\-]+)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file>[^/]+\.ipynb)$"
-)
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+from . import judge, sandbox
+from .collect import Found, collect_submissions
+from .repair import repair_submission
 
 
 def project_root() -> Path:
     """The course root: the folder holding ``nbgrader_config.py`` (the repository)."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        if (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir():
+        if (folder / "nbgrader_config.py").is_file():
             return folder
     raise FileNotFoundError(
-        "no course root found: run this from the kit's folder (with nbgrader_config.py and "
-        "solutions/) or pass --root"
+        "no course root found: run this from the kit's folder (with nbgrader_config.py) or pass "
+        "--root"
     )
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def load_config(root: Path):
+    """The traitlets config of ``<root>/nbgrader_config.py`` (as nbgrader itself loads it)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+@dataclass
+class CoursePaths:
+    """The folders of a course, from nbgrader's ``CourseDirectory`` (nbgrader_config.py)."""
+
+    root: Path
+    coursedir: object
+    config: object
+
+    def _fmt(self, step: str, student: str, assignment: str) -> Path:
+        return Path(self.coursedir.format_path(getattr(self.coursedir, step), student, assignment))
+
+    def source(self, aid: str) -> Path:
+        return self._fmt("source_directory", ".", aid)
+
+    def release(self, aid: str) -> Path:
+        return self._fmt("release_directory", ".", aid)
+
+    def submitted(self, student: str, aid: str) -> Path:
+        return self._fmt("submitted_directory", student, aid)
+
+    def autograded(self, student: str, aid: str) -> Path:
+        return self._fmt("autograded_directory", student, aid)
+
+    def feedback(self, student: str, aid: str) -> Path:
+        return self._fmt("feedback_directory", student, aid)
+
+    @property
+    def db_url(self) -> str:
+        return self.coursedir.db_url
+
+    @property
+    def workspace(self) -> Path:
+        """The grading folder (the gradebook's folder for sqlite, else above ``submitted``)."""
+        url = self.db_url
+        if url.startswith("sqlite:///"):
+            return Path(url[len("sqlite:///") :]).parent
+        return (self.root / self.coursedir.submitted_directory).parent
+
+    def rel(self, path: Path) -> str:
+        return os.path.relpath(path, self.workspace)
+
+
+def course_paths(root: Path | str) -> CoursePaths:
+    from nbgrader.coursedir import CourseDirectory
+
+    root = Path(root).resolve()
+    config = load_config(root)
+    if "root" not in config.get("CourseDirectory", {}):
+        config.CourseDirectory.root = str(root)
+    cd = CourseDirectory(config=config)
+    return CoursePaths(Path(cd.root), cd, config)
 
 
 def assignment_ids(root: Path) -> list[str]:
-    """Ids of the assignments in ``solutions/`` (folders holding ``<id>/<id>.ipynb``)."""
-    return sorted(
-        p.parent.name for p in (root / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name
-    )
+    """Ids of the assignments in the source folder (folders holding ``<id>/<id>.ipynb``)."""
+    paths = course_paths(root)
+    base = paths.source("x").parent
+    return sorted(p.parent.name for p in base.glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
 def _nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -74,114 +149,89 @@ def _check_assignment(root: Path, assignment: str) -> None:
         raise ValueError(f"`assignment` must be one of {known}; got {assignment!r}")
 
 
-def release(root: Path | None = None, assignments: list[str] | None = None) -> list[Path]:
-    """Regenerate the student versions in ``assignments/`` from ``solutions/``.
+# ----------------------------------------------------------------------------- release
 
-    Returns the released notebooks. The gradebook (``grading/gradebook.db``) learns the
-    assignments and their hidden tests on the way.
-    """
-    root = Path(root or project_root())
-    ids = assignments or assignment_ids(root)
-    (root / "grading").mkdir(exist_ok=True)
-    out = []
-    for aid in ids:
-        _check_assignment(root, aid)
-        _nbgrader(root, "generate_assignment", aid, "--force")
-        out += sorted((root / "assignments" / aid).glob("*.ipynb"))
+
+def _answers(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """Answer cells (nbgrader solution cells) and cells a student added, by id / position."""
+    out = {}
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            out[meta.get("grade_id", f"#{i}")] = cell.source.strip()
+        elif not meta and cell.cell_type == "code" and cell.source.strip():
+            out[f"added:{cell.source.strip()}"] = cell.source.strip()
     return out
 
 
-# ----------------------------------------------------------------------------- collecting
+def student_work(existing: Path, fresh: Path) -> bool:
+    """True when ``existing`` (a released notebook) holds answers or cells the fresh release
+    does not: someone worked in it."""
+    try:
+        old = nbformat.read(existing, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable notebook: treat as work, never lose it
+        return True
+    new = nbformat.read(fresh, as_version=4) if fresh.is_file() else nbformat.v4.new_notebook()
+    mine, theirs = _answers(old), _answers(new)
+    return any(theirs.get(k) != v for k, v in mine.items())
 
 
-@dataclass
-class Submission:
-    """One student's notebook found in the submissions."""
+def release(
+    root: Path | None = None, assignments: list[str] | None = None, *, force: bool = False
+) -> list[Path]:
+    """Regenerate the student versions in the release folder (``assignments/``) from the source.
 
-    student: str
-    path: Path
-    timestamp: str | None = None
-
-
-def _find_submissions(folder: Path, assignment: str) -> list[Submission]:
-    """Submissions in a folder: LMS file names, ``<student>/<id>.ipynb``,
-    ``<student>/<id>/<id>.ipynb`` or ``<student>.ipynb``."""
-    found: list[Submission] = []
-    for nb in sorted(folder.rglob("*.ipynb")):
-        rel = nb.relative_to(folder)
-        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
-            continue
-        match = LMS_PATTERN.match(nb.name)
-        if match:
-            found.append(Submission(match["student"], nb, match["timestamp"]))
-        elif len(rel.parts) >= 2:
-            found.append(Submission(rel.parts[0], nb))
-        else:
-            found.append(Submission(nb.stem, nb))
-    by_student: dict[str, list[Submission]] = {}
-    for sub in found:
-        if not STUDENT_ID.match(sub.student):
-            raise ValueError(f"cannot use {sub.student!r} (from {sub.path}) as a student id")
-        by_student.setdefault(sub.student, []).append(sub)
-    chosen = []
-    for student, subs in sorted(by_student.items()):
-        if len(subs) > 1:
-            named = [s for s in subs if s.path.name == f"{assignment}.ipynb"]
-            stamped = sorted((s for s in subs if s.timestamp), key=lambda s: s.timestamp or "")
-            if len(named) == 1:
-                subs = named
-            elif stamped:
-                subs = [stamped[-1]]  # the latest LMS attempt
-            else:
-                paths = ", ".join(str(s.path) for s in subs)
-                raise ValueError(f"student {student!r} has several notebooks: {paths}")
-        chosen.append(subs[0])
-    return chosen
-
-
-def collect(root: Path, assignment: str, submissions: Path) -> tuple[list[str], list[str]]:
-    """Copy submissions into ``grading/submitted``; returns (students, messages).
-
-    A zip is unpacked first. A resubmission that differs from the copy already there replaces
-    it after the old copy is archived under ``grading/archive/<student>/<id>/``.
+    A released notebook that holds answers (someone worked in ``assignments/``) is never
+    overwritten silently: without ``force`` this raises ``FileExistsError`` naming the files;
+    with ``force`` a copy is kept in ``<grading>/kept_work/`` first. Returns the released
+    notebooks. The gradebook learns the assignments and their hidden tests on the way.
     """
-    submissions = Path(submissions)
-    if not submissions.exists():
-        raise FileNotFoundError(f"`submissions` does not exist: {submissions}")
-    messages: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = submissions
-        if submissions.is_file():
-            if not zipfile.is_zipfile(submissions):
-                raise ValueError(f"`submissions` must be a folder or a .zip; got {submissions}")
-            with zipfile.ZipFile(submissions) as zf:
-                for member in zf.namelist():  # refuse paths that escape the folder
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise ValueError(f"unsafe path in zip: {member!r}")
-                zf.extractall(tmp)
-            folder = Path(tmp)
-            for inner in sorted(folder.rglob("*.zip")):  # LMS zips of zips
-                with zipfile.ZipFile(inner) as zf:
-                    zf.extractall(inner.with_suffix(""))
-        subs = _find_submissions(folder, assignment)
-        if not subs:
-            raise ValueError(f"no .ipynb submissions found in {submissions}")
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f %Z")
-        for sub in subs:
-            dest_dir = root / "grading" / "submitted" / sub.student / assignment
-            dest = dest_dir / f"{assignment}.ipynb"
-            if dest.exists():
-                if filecmp.cmp(dest, sub.path, shallow=False):
+    paths = course_paths(root or project_root())
+    root = paths.root
+    ids = assignments or assignment_ids(root)
+    for aid in ids:
+        _check_assignment(root, aid)
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="course-kit-release-") as tmp:
+        busy: list[tuple[Path, Path]] = []
+        for aid in ids:
+            _nbgrader(
+                root,
+                "generate_assignment",
+                aid,
+                "--force",
+                f"--CourseDirectory.release_directory={tmp}",
+            )
+            dest = paths.release(aid)
+            for old in sorted(p for p in dest.rglob("*") if p.is_file()) if dest.is_dir() else []:
+                fresh = Path(tmp) / aid / old.relative_to(dest)
+                if ".ipynb_checkpoints" in old.parts or "__pycache__" in old.parts:
                     continue
-                stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-                archive = root / "grading" / "archive" / sub.student / assignment / f"{stamp}.ipynb"
-                archive.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(dest, archive)
-                messages.append(f"{sub.student}: new submission; previous one kept in {archive}")
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sub.path, dest)
-            (dest_dir / "timestamp.txt").write_text(now)
-    return [s.student for s in subs], messages
+                if old.suffix == ".ipynb" and student_work(old, fresh):
+                    busy.append((old, fresh))
+                elif old.suffix != ".ipynb" and not fresh.is_file():
+                    busy.append((old, fresh))  # a file of someone's, not part of the release
+        if busy and not force:
+            names = ", ".join(str(p.relative_to(root)) for p, _ in busy)
+            raise FileExistsError(
+                f"not releasing: {names} hold(s) answers someone wrote (cells differ from the "
+                "release). Move the file(s) away first, or run `course-kit release --force` "
+                f"(`make release FORCE=1`), which keeps a copy in {paths.workspace / 'kept_work'}"
+            )
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        for old, _ in busy:
+            kept = paths.workspace / "kept_work" / stamp / old.relative_to(root)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(old, kept)
+            print(f"kept a copy of {old.relative_to(root)} (it held answers) in {kept}")
+        for aid in ids:
+            dest = paths.release(aid)
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(Path(tmp) / aid, dest)
+            out += sorted(dest.glob("*.ipynb"))
+    return out
 
 
 # ----------------------------------------------------------------------------- integrity
@@ -192,14 +242,16 @@ def integrity_report(released: Path, submitted: Path) -> list[str]:
     edited or duplicated. nbgrader restores them when grading; this says that it happened."""
     try:
         sub = nbformat.read(submitted, as_version=4)
-    except Exception as err:  # noqa: BLE001 - any unreadable file
-        return [f"notebook could not be read ({type(err).__name__}: {err})"]
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the repair step
+        return []
     ref = nbformat.read(released, as_version=4)
     cells: dict[str, list[str]] = {}
     for cell in sub.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid:
             cells.setdefault(gid, []).append(cell.source)
+    if not cells:
+        return []  # no nbgrader cells at all: the repair step says so
     problems = []
     for cell in ref.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -229,6 +281,221 @@ class GradeRow:
     status: str
     feedback: str
     notes: list[str] = field(default_factory=list)
+    name: str = ""
+
+
+EXEC_SETTINGS = ("Execute", "IgnorePattern", "OverwriteCells", "LimitOutput", "ClearOutput")
+
+
+def _exec_settings(config, timeout: int | None) -> dict[str, dict]:
+    """The instructor's execution settings (timeout, IgnorePattern, ...) for the sandbox."""
+    out: dict[str, dict] = {}
+    for section in EXEC_SETTINGS:
+        values = dict(config.get(section, {}))
+        clean = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool, list))}
+        if clean:
+            out[section] = clean
+    if timeout:
+        out.setdefault("Execute", {})["timeout"] = int(timeout)
+    return out
+
+
+def _source_digest(paths: CoursePaths, assignment: str) -> str:
+    """A hash of the assignment's source folder and of the course's nbgrader_config.py."""
+    h = hashlib.sha256((paths.root / "nbgrader_config.py").read_bytes())
+    src = paths.source(assignment)
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(src)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _register(paths: CoursePaths, assignment: str) -> Path:
+    """Make the real gradebook know the assignment (``generate_assignment`` into the grading
+    folder, leaving the committed release alone), once per version of the source."""
+    work = paths.workspace
+    released = work / "release" / assignment / f"{assignment}.ipynb"
+    stamp = work / "judge" / f"registered_{assignment}.txt"
+    digest = _source_digest(paths, assignment)
+    if released.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        try:
+            with Gradebook(paths.db_url) as gb:
+                gb.find_assignment(assignment)
+            return released
+        except MissingEntry:
+            pass
+    _nbgrader(
+        paths.root,
+        "generate_assignment",
+        assignment,
+        "--force",
+        f"--CourseDirectory.release_directory={work / 'release'}",
+    )
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    return released
+
+
+def _template_db(paths: CoursePaths, assignment: str, tmp: Path) -> Path:
+    """A gradebook that knows only the assignment (no students): the sandbox's copy. Made by
+    ``generate_assignment`` into an empty gradebook, once per version of the source."""
+    cached = paths.workspace / "judge" / f"template_{assignment}.db"
+    stamp = cached.with_suffix(".txt")
+    digest = _source_digest(paths, assignment)
+    if cached.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return cached
+    db = tmp / "template.db"
+    _nbgrader(
+        paths.root,
+        "generate_assignment",
+        assignment,
+        "--force",
+        f"--CourseDirectory.release_directory={tmp / 'template-release'}",
+        f"--CourseDirectory.db_url=sqlite:///{db}",
+    )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db, cached)
+    stamp.write_text(digest)
+    return cached
+
+
+def _grade_one(
+    paths: CoursePaths,
+    assignment: str,
+    student: str,
+    notebook: nbformat.NotebookNode,
+    template_db: Path,
+    settings: dict,
+    *,
+    timeout: int,
+    limits: sandbox.Limits | None,
+    mode: str,
+    timestamp: str | None,
+) -> sandbox.SandboxResult:
+    with tempfile.TemporaryDirectory(prefix="course-kit-sandbox-") as tmp:
+        private = Path(tmp) / "course"
+        sub = private / "submitted" / student / assignment
+        sub.mkdir(parents=True)
+        nbformat.write(notebook, sub / f"{assignment}.ipynb")
+        if timestamp:
+            (sub / "timestamp.txt").write_text(timestamp)
+        src = private / "source" / assignment
+        shutil.copytree(
+            paths.source(assignment), src, ignore=shutil.ignore_patterns("*.ipynb", ".*")
+        )
+        shutil.copy(template_db, private / "gradebook.db")
+        use_bwrap = mode != "none" and sandbox.sandbox_problem() is None
+        root_inside = sandbox.INSIDE_ROOT if use_bwrap else str(private)
+        sandbox.write_config(private, settings, root_inside=root_inside)
+        n_cells = sum(1 for c in notebook.cells if c.get("cell_type") == "code")
+        result = sandbox.run_autograde(
+            private,
+            assignment,
+            student,
+            timeout=timeout,
+            n_cells=n_cells,
+            limits=limits,
+            mode=mode,
+        )
+        if result.notebook is not None:
+            staged = paths.workspace / "executed" / student / assignment
+            if staged.exists():
+                shutil.rmtree(staged)
+            staged.mkdir(parents=True)
+            size = result.notebook.stat().st_size
+            if size > 200 * 2**20:
+                result.problem = f"the executed notebook is too large ({size / 2**20:.0f} MB)"
+                result.notebook = None
+            else:
+                shutil.copyfile(result.notebook, staged / f"{assignment}.ipynb")
+                if timestamp:
+                    (staged / "timestamp.txt").write_text(timestamp)
+                result.notebook = staged / f"{assignment}.ipynb"
+        return result
+
+
+def _import_executed(paths: CoursePaths, assignment: str, students: list[str]) -> str:
+    """Autograde the executed notebooks *without running them*: nbgrader restores the test
+    cells and metadata from the gradebook, caps outputs and saves the scores. Returns its log."""
+    import logging
+
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    if not students:
+        return ""
+    config = load_config(paths.root)
+    config.CourseDirectory.root = str(paths.root)
+    config.CourseDirectory.submitted_directory = os.path.relpath(
+        paths.workspace / "executed", paths.root
+    )
+    config.CourseDirectory.assignment_id = assignment
+    config.OverwriteCells.add_missing_cells = False  # a test cell missing here scores 0 below
+    config.Autograde.sanitize_preprocessors = [
+        "nbgrader.preprocessors.DeduplicateIds",
+        "nbgrader.preprocessors.OverwriteKernelspec",
+        "nbgrader.preprocessors.OverwriteCells",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
+    config.Autograde.autograde_preprocessors = [
+        "nbgrader.preprocessors.IgnorePattern",
+        "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        "nbgrader.preprocessors.LimitOutput",
+        "course_kit.nbgrader_hooks.CapOutputs",
+        "nbgrader.preprocessors.SaveAutoGrades",
+        "nbgrader.preprocessors.AssignLatePenalties",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    for student in students:
+        config.CourseDirectory.student_id = student
+        cd = CourseDirectory(config=config)
+        app = Autograde(coursedir=cd, config=config)
+        app.force = True
+        app.log.addHandler(handler)
+        try:
+            app.start()
+        except Exception as err:  # noqa: BLE001 - one student's problem never stops the batch
+            lines.append(f"{student}: import failed: {type(err).__name__}: {err}")
+        finally:
+            app.log.removeHandler(handler)
+    return "\n".join(lines)
+
+
+def _zero_missing(db_url: str, assignment: str, student: str, everything: bool = False) -> None:
+    """Test cells without a score (missing from the executed notebook, or no notebook at all)
+    score 0; manually graded answers keep waiting for a grader."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        sub = gb.update_or_create_submission(assignment, student)
+        for nb in sub.notebooks:
+            for grade in nb.grades:
+                if (grade.auto_score is None or everything) and grade.cell.cell_type == "code":
+                    grade.auto_score = 0.0
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def _judge_student(
+    paths: CoursePaths, assignment: str, student: str, expected: judge.Expected
+) -> list[str]:
+    """Judge one student's autograded notebook: scores into the gradebook, verdicts into the
+    notebook the feedback is made from. Returns notes for the CSV."""
+    path = paths.autograded(student, assignment) / f"{assignment}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    verdicts = judge.judge_notebook(nb, expected)
+    judge.write_scores(paths.db_url, assignment, assignment, student, verdicts)
+    judge.annotate(nb, verdicts)
+    mode = path.stat().st_mode
+    os.chmod(path, mode | 0o200)
+    nbformat.write(nb, path)
+    os.chmod(path, mode)
+    return []  # the verdicts go to the feedback page; notes are for what went wrong around it
 
 
 def grade(
@@ -237,88 +504,274 @@ def grade(
     *,
     root: Path | None = None,
     timeout: int | None = None,
+    limits: sandbox.Limits | None = None,
+    sandbox_mode: str = "auto",
+    regrade: bool = False,
 ) -> list[GradeRow]:
-    """Collect, autograde, write feedback and ``grading/grades_<id>.csv``; returns the rows.
+    """Collect, autograde (sandboxed), judge, write feedback and ``grades_<id>.csv``.
 
     Args:
-        assignment: an id from ``solutions/``.
-        submissions: a folder (``<student>/<id>.ipynb``, ``<student>/<id>/<id>.ipynb``,
-            ``<student>.ipynb`` or LMS file names) or a zip of one.
+        assignment: an id from the source folder (``solutions/``).
+        submissions: a folder (any layout: ``<student>/<id>.ipynb``, ``<student>/.../x.ipynb``,
+            ``<student>.ipynb``, LMS file names) or a zip of one (zips inside are unpacked).
         root: the course root (default: found from the current folder).
         timeout: seconds per cell (default: ``Execute.timeout`` in nbgrader_config.py).
+        limits: the sandbox's resource limits (default: :class:`course_kit.sandbox.Limits`).
+        sandbox_mode: ``"auto"`` (bubblewrap where it works, else a warned fallback),
+            ``"bwrap"`` (fail if it cannot be used) or ``"none"``.
+        regrade: grade again submissions that have not changed since they were graded with
+            the same tests and settings (by default their grades are kept).
+    Returns:
+        One row per student found, sorted by id.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
-    root = Path(root or project_root()).resolve()
+    paths = course_paths(root or project_root())
+    root = paths.root
     _check_assignment(root, assignment)
-    grading = root / "grading"
-    grading.mkdir(exist_ok=True)
-    # Register the assignment and its hidden tests in the gradebook, without touching the
-    # committed release in assignments/.
-    _nbgrader(
-        root,
-        "generate_assignment",
-        assignment,
-        "--force",
-        "--CourseDirectory.release_directory=grading/release",
+    submissions = Path(submissions)
+    if not submissions.exists():
+        raise FileNotFoundError(f"`submissions` does not exist: {submissions}")
+    if sandbox_mode not in sandbox.MODES:
+        raise ValueError(f"`sandbox_mode` must be one of {sandbox.MODES}; got {sandbox_mode!r}")
+    problem = sandbox.sandbox_problem() if sandbox_mode != "none" else None
+    if problem is not None:
+        if sandbox_mode == "bwrap":
+            raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
+        print("course-kit: WARNING: " + sandbox.FALLBACK_WARNING.format(why=problem))
+    work = paths.workspace
+    work.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    cfg_timeout = paths.config.get("Execute", {}).get("timeout", 30)
+    timeout = int(timeout or cfg_timeout)
+    settings = _exec_settings(paths.config, timeout)
+
+    released = _register(paths, assignment)
+    source_nb = paths.source(assignment) / f"{assignment}.ipynb"
+    expected = judge.expected_reports(source_nb, cache_dir=work / "judge")
+    for warning in expected.warnings:
+        print(f"course-kit: judge: {warning}")
+
+    found = collect_submissions(submissions, assignment, released)
+    if not found:
+        raise ValueError(f"no .ipynb submissions found in {submissions}")
+    archived = _store_submitted(paths, assignment, found)
+
+    rows: dict[str, GradeRow] = {}
+    executed: list[str] = []
+    failures: dict[str, str] = {}
+    reused: set[str] = set()
+    state_path = work / "judge" / f"graded_{assignment}.json"
+    state = _load_json(state_path)
+    common = hashlib.sha256(
+        released.read_bytes()
+        + json.dumps(expected.to_json(), sort_keys=True).encode()
+        + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
     )
-    released = grading / "release" / assignment / f"{assignment}.ipynb"
-    students, messages = collect(root, assignment, Path(submissions))
-    for line in messages:
-        print(line)
+    with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
+        template = None
+        for item in found:
+            notes = list(item.notes) + archived.get(item.student, [])
+            nb = None
+            digest = None
+            if item.path is not None:
+                copy = paths.submitted(item.student, assignment) / f"{assignment}.ipynb"
+                digest = _digest(common, copy)
+                done = paths.autograded(item.student, assignment) / f"{assignment}.ipynb"
+                previous = state.get(item.student, {})
+                if not regrade and previous.get("digest") == digest and done.is_file():
+                    reused.add(item.student)  # unchanged since it was graded: keep its grades
+                    rows[item.student] = GradeRow(
+                        item.student,
+                        0.0,
+                        0.0,
+                        "graded",
+                        "",
+                        previous.get("notes", []),
+                        name=item.name,
+                    )
+                    continue
+                nb, repaired = repair_submission(copy, released)
+                # a rebuilt notebook's notes say what was repaired; otherwise say which test
+                # cells nbgrader will restore
+                notes += repaired or integrity_report(released, copy)
+            if nb is not None and template is None:
+                template = _template_db(paths, assignment, Path(tmp))
+            if nb is None:
+                failures[item.student] = notes[-1] if notes else "no notebook"
+            else:
+                result = _grade_one(
+                    paths,
+                    assignment,
+                    item.student,
+                    nb,
+                    template,
+                    settings,
+                    timeout=timeout,
+                    limits=limits,
+                    mode=sandbox_mode,
+                    timestamp=item.timestamp,
+                )
+                (logs / f"autograde_{assignment}_{item.student}.log").write_text(result.log)
+                if result.notebook is None:
+                    failures[item.student] = result.problem or "not graded"
+                else:
+                    executed.append(item.student)
+                    if result.problem:
+                        notes.append(result.problem)
+            rows[item.student] = GradeRow(
+                item.student, 0.0, 0.0, "graded", "", notes, name=item.name
+            )
+            state.pop(item.student, None)
+            if item.student in executed and digest:
+                state[item.student] = {"digest": digest, "notes": notes}
+    for student in executed:  # a stale autograded copy must not survive a failed import
+        stale = paths.autograded(student, assignment)
+        if stale.exists():
+            shutil.rmtree(stale)
+    import_log = _import_executed(paths, assignment, executed)
+    (logs / f"import_{assignment}.log").write_text(import_log)
+    for student in executed:
+        if not (paths.autograded(student, assignment) / f"{assignment}.ipynb").is_file():
+            failures[student] = "the executed notebook could not be read back"
+    for student in failures:
+        stale = paths.autograded(student, assignment)
+        if stale.exists():
+            shutil.rmtree(stale)
+    for student in failures:
+        state.pop(student, None)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(state, indent=1))
+    for student in rows:
+        if student in reused:
+            continue
+        _zero_missing(paths.db_url, assignment, student, everything=student in failures)
+        if student not in failures and expected.cells:
+            rows[student].notes += _judge_student(paths, assignment, student, expected)
 
-    extra = [f"--Execute.timeout={int(timeout)}"] if timeout else []
-    proc = _nbgrader(root, "autograde", assignment, *extra, check=False)
-    log = grading / "logs" / f"autograde_{assignment}.log"
-    log.parent.mkdir(exist_ok=True)
-    log.write_text(proc.stdout + proc.stderr)
-    _nbgrader(root, "generate_feedback", assignment, "--force", check=False)
-
-    rows: list[GradeRow] = []
-    with Gradebook(f"sqlite:///{grading / 'gradebook.db'}") as gb:
-        max_score = gb.find_assignment(assignment).max_score
-        for student in sorted(_all_students(grading, assignment)):
-            submitted = grading / "submitted" / student / assignment / f"{assignment}.ipynb"
-            autograded = grading / "autograded" / student / assignment
-            feedback = grading / "feedback" / student / assignment / f"{assignment}.html"
-            notes = integrity_report(released, submitted)
+    feedback_students = [s for s in rows if s not in failures]
+    if feedback_students:
+        _nbgrader(root, "generate_feedback", assignment, "--force", check=False)
+    with Gradebook(paths.db_url) as gb:
+        max_score = float(gb.find_assignment(assignment).max_score)
+        for student, row in rows.items():
+            page = paths.feedback(student, assignment) / f"{assignment}.html"
             try:
                 score = float(gb.find_submission(assignment, student).score)
             except MissingEntry:
                 score = 0.0
-            if autograded.is_dir():
-                status = "graded"
-            else:
-                status = "not graded: the kernel died or the notebook could not be run"
-                notes.append(status + "; scored 0 (see " + str(log.relative_to(root)) + ")")
+            row.max_score = max_score
+            if student in failures:
+                row.status = "not graded: " + failures[student]
+                row.notes.append(row.status + "; scored 0")
                 score = 0.0
-                _write_failure_feedback(feedback, student, assignment, max_score, notes)
-            rows.append(
-                GradeRow(
-                    student, score, float(max_score), status, str(feedback.relative_to(root)), notes
-                )
+                _write_failure_feedback(page, row.name or student, assignment, max_score, row.notes)
+            else:
+                from .feedback import polish_feedback
+
+                polish_feedback(page)
+            row.score = score
+            row.feedback = os.path.relpath(page, root)
+        names = _remember_names(work, assignment, rows)
+        for student in _all_students(paths, assignment):
+            if student in rows:
+                continue
+            page = paths.feedback(student, assignment) / f"{assignment}.html"
+            try:
+                score = float(gb.find_submission(assignment, student).score)
+                status = "graded in an earlier run"
+            except MissingEntry:
+                score, status = 0.0, "not graded yet"
+            rows[student] = GradeRow(
+                student,
+                score,
+                max_score,
+                status,
+                os.path.relpath(page, root),
+                [],
+                name=names.get(student, student),
             )
-    _write_csv(grading / f"grades_{assignment}.csv", assignment, rows)
-    _nbgrader(root, "export", "--to", str(grading / "grades.csv"), check=False)
-    return rows
+    out = [rows[s] for s in sorted(rows)]
+    _write_csv(work / f"grades_{assignment}.csv", assignment, out)
+    _nbgrader(root, "export", "--to", str(work / "grades.csv"), check=False)
+    return out
 
 
-def _all_students(grading: Path, assignment: str) -> list[str]:
-    return [p.parent.name for p in (grading / "submitted").glob(f"*/{assignment}")]
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _digest(common, path: Path) -> str:
+    h = common.copy()
+    h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _all_students(paths: CoursePaths, assignment: str) -> list[str]:
+    """Every student with a submitted copy of the assignment (this run or earlier ones)."""
+    probe = paths.submitted("STUDENT", assignment)
+    parent = probe.parent
+    if probe.parent.name != "STUDENT":  # an unusual directory_structure: this run only
+        return []
+    return sorted(p.parent.name for p in parent.parent.glob(f"*/{probe.name}") if p.is_dir())
+
+
+def _remember_names(work: Path, assignment: str, rows: dict[str, GradeRow]) -> dict[str, str]:
+    """Original names of the safe ids, kept across runs (``names_<id>.json``)."""
+    path = work / f"names_{assignment}.json"
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, ValueError):
+        names = {}
+    names.update({s: r.name for s, r in rows.items() if r.name})
+    path.write_text(json.dumps(names, indent=1, ensure_ascii=False))
+    return names
+
+
+def _store_submitted(paths: CoursePaths, assignment: str, found: list[Found]) -> dict:
+    """Copy each chosen notebook to ``submitted/<student>/<id>/<id>.ipynb``; a changed
+    resubmission replaces the copy only after the old one is archived."""
+    notes: dict[str, list[str]] = {}
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    for item in found:
+        if item.path is None:
+            continue
+        dest_dir = paths.submitted(item.student, assignment)
+        dest = dest_dir / f"{assignment}.ipynb"
+        if dest.exists():
+            if filecmp.cmp(dest, item.path, shallow=False):
+                continue
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            archive = paths.workspace / "archive" / item.student / assignment / f"{stamp}.ipynb"
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(dest, archive)
+            notes.setdefault(item.student, []).append(
+                f"new submission; the previous one is kept in {paths.rel(archive)}"
+            )
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(item.path, dest)
+        (dest_dir / "timestamp.txt").write_text(item.timestamp or now)
+    return notes
 
 
 def _write_failure_feedback(
     path: Path, student: str, assignment: str, max_score: float, notes: list[str]
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        os.chmod(path, 0o644)
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{assignment}</title></head>"
-        f"<body><h1>{html.escape(assignment)} (Score: 0.0 / {max_score})</h1>"
-        f"<p>Your notebook, {html.escape(student)}, could not be graded: the Python kernel "
-        "stopped while running it (for example by exiting, crashing or running out of memory)."
-        " Run it top to bottom yourself (Kernel → Restart and Run All) before resubmitting.</p>"
-        f"<ul>{items}</ul></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(assignment)}"
+        f"</title></head><body><h1>{html.escape(assignment)} (Score: 0.0 / {max_score:g})</h1>"
+        f"<p>Your notebook, {html.escape(student)}, could not be graded. What happened:</p>"
+        f"<ul>{items}</ul><p>Run it top to bottom yourself (Kernel → Restart and Run All) "
+        "before resubmitting.</p></body></html>"
     )
 
 
@@ -327,12 +780,13 @@ def _write_csv(path: Path, assignment: str, rows: list[GradeRow]) -> None:
     with tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["student", "assignment", "score", "max_score", "status", "feedback", "notes"]
+            ["student", "name", "assignment", "score", "max_score", "status", "feedback", "notes"]
         )
         for r in rows:
             writer.writerow(
                 [
                     r.student,
+                    r.name,
                     assignment,
                     f"{r.score:g}",
                     f"{r.max_score:g}",
@@ -342,3 +796,10 @@ def _write_csv(path: Path, assignment: str, rows: list[GradeRow]) -> None:
                 ]
             )
     tmp.replace(path)
+
+
+def expected_json(root: Path, assignment: str) -> str:
+    """The expected reports of an assignment as JSON (for instructors to inspect)."""
+    paths = course_paths(root)
+    src = paths.source(assignment) / f"{assignment}.ipynb"
+    return json.dumps(judge.expected_reports(src).to_json(), indent=1)

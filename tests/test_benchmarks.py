@@ -18,6 +18,7 @@ CASES = {
     "benchmarks.threads": "--scale 0.02 --repeats 1 --only small --threads 1".split(),
     "benchmarks.startup": ["--notebooks", "notebooks/00_start_here.ipynb", "--repeats", "1"],
     "benchmarks.setup_cost": ["--dry-run"],
+    "benchmarks.grading": ["--students", "1", "--modes", "none", "--timeout", "30"],
 }
 
 
@@ -30,7 +31,7 @@ def test_benchmark_prints_a_table(module: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("|")]

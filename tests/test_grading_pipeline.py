@@ -4,6 +4,8 @@ realistic submissions (folder and LMS zip), twice."""
 from __future__ import annotations
 
 import csv
+import html
+import re
 import zipfile
 
 import nbformat
@@ -65,6 +67,7 @@ def test_scores(graded):
     assert 0 < rows["carol"].score < 6  # partial credit: squares right, normalise wrong
     assert rows["dave"].score == 4  # only the looping function's 2 points are lost
     assert rows["erin"].score == 0 and "kernel died" in rows["erin"].status
+    assert rows["erin"].status.startswith("not graded")
     assert rows["frank"].score == 4  # the syntax error costs only the squares points
     assert rows["gina"].score == 6  # output is truncated, grades are not affected
     assert rows["hank"].score == 6  # the test cell is restored and passes
@@ -78,14 +81,29 @@ def test_tampering_is_reported(graded):
     assert rows["alice"].notes == []
 
 
-def test_feedback_hides_hidden_tests(graded):
+def visible_text(path):
+    """A feedback page's text without its style sheets and scripts (MathJax, Bootstrap)."""
+    text = re.sub(r"<(style|script)\b.*?</\1>", "", path.read_text(), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def test_feedback_shows_verdicts_and_hides_hidden_tests(graded):
     root, _, _, rows = graded
-    page = (root / rows["bob"].feedback).read_text()
+    page = visible_text(root / rows["bob"].feedback)
     assert "Score: 0.0 / 6.0" in page
-    assert "285.0" not in page and "HIDDEN TESTS" not in page
-    carol = (root / rows["carol"].feedback).read_text()
-    assert "hidden tests are not shown" in carol
-    assert "np.sqrt((v**2).sum())" not in carol  # a hidden line quoted by a traceback
+    assert "285" not in page and "HIDDEN TESTS" not in page
+    assert "np.arange(10)" not in page  # the hidden report calls are cut with their block
+    assert "hidden check 'squares-arange'" in page  # only which hidden check failed is said
+    carol = visible_text(root / rows["carol"].feedback)
+    # the judge's verdict: which check failed, and for a hidden one nothing about its values
+    assert "hidden check 'normalise-hidden' failed" in carol
+    assert "0.333" not in carol and "0.666" not in carol  # normalise([1, -2, 2]), hidden
+    raw = (root / rows["carol"].feedback).read_text()
+    assert "Test cell <code>test_normalise</code>" in raw  # grade ids in the summary
+    assert "cdnjs" not in raw and "MathJax.Hub" in raw  # MathJax inlined, not a CDN
+    gina = root / rows["gina"].feedback
+    assert gina.stat().st_size < 1_500_000  # 5 MB of printing, capped
+    assert "output truncated by the grader" in gina.read_text()
 
 
 def test_csv_has_one_row_per_student_and_rerun_keeps_grades(graded):
@@ -119,3 +137,21 @@ def test_bad_arguments(tmp_path):
         instructor.grade("nope", tmp_path, root=root)
     with pytest.raises(FileNotFoundError, match="`submissions` does not exist"):
         instructor.grade("demo", tmp_path / "missing", root=root)
+
+
+def test_release_never_overwrites_work_silently(graded):
+    root, released, _, _ = graded
+    worked = make_submission(released, "correct")  # someone solved it in assignments/
+    nbformat.write(worked, released)
+    (released.parent / "my_plot.png").write_bytes(b"png")
+    with pytest.raises(FileExistsError, match="assignments/demo/demo.ipynb"):
+        instructor.release(root)
+    assert "values / norm" in released.read_text()  # untouched
+    instructor.release(root, force=True)
+    text = released.read_text()
+    assert "values / norm" not in text and "raise NotImplementedError()" in text
+    assert not (released.parent / "my_plot.png").exists()
+    kept = sorted((root / "grading" / "kept_work").rglob("*"))
+    names = [p.name for p in kept if p.is_file()]
+    assert sorted(names) == ["demo.ipynb", "my_plot.png"]
+    assert "values / norm" in next(p for p in kept if p.name == "demo.ipynb").read_text()

