@@ -11,8 +11,9 @@ is never written by two processes at once. This module runs the first part:
   runs (Dask on Kubernetes, on a batch system; ``dask.distributed.LocalCluster`` in the tests).
   Its workers must see the course folder at the same path (a shared file system).
 
-A worker that dies mid-run (killed, out of memory) loses nothing: its submission is run again,
-once, and only if that fails too does the student's row say "not graded" (with the reason).
+A worker that dies mid-run (killed, out of memory) loses nothing: its submission is run again in
+a process of its own, and only a submission whose run kills its process twice gets a row saying
+"not graded" (with the reason).
 """
 
 from __future__ import annotations
@@ -106,12 +107,18 @@ def _in_processes(tasks: Sequence[Task], jobs: int, run: Callable[[Task], Any]) 
                 results[task.student] = futures[task.student].result()
             except BrokenProcessPool:  # a worker died: this task (and the queued ones) again
                 lost.append(task)
-    for task in lost:  # once more, each in a fresh process of its own
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            try:
-                results[task.student] = pool.submit(run, task).result()
-            except BrokenProcessPool as err:
-                results[task.student] = _lost(task, err)
+    # When a worker dies the whole pool goes, and the tasks queued behind it never ran: each lost
+    # task gets a fresh process of its own, twice at most, so only one that kills its own
+    # process twice is given up.
+    for task in lost:
+        for attempt in range(2):
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                try:
+                    results[task.student] = pool.submit(run, task).result()
+                    break
+                except BrokenProcessPool as err:
+                    if attempt == 1:
+                        results[task.student] = _lost(task, err)
     return results
 
 
