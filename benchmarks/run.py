@@ -14,6 +14,7 @@ BENCHMARKS = [
     "benchmarks.quilting",
     "benchmarks.style_transfer",
     "benchmarks.grading",
+    "benchmarks.grading_scale",
 ]
 
 

@@ -16,6 +16,7 @@ CASES = {
     "benchmarks.quilting": ["--sample", "48", "--block", "16", "--sizes", "48"],
     "benchmarks.style_transfer": ["--sizes", "32", "--steps", "1", "--rounds", "1"],
     "benchmarks.grading": ["--students", "1", "--modes", "none", "--timeout", "30"],
+    "benchmarks.grading_scale": ["--students", "2", "--no-dask", "--timeout", "30"],
 }
 
 

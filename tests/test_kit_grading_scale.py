@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbgrader_fixture import make_course, make_submission
 
 from course_kit import instructor, workers
+from course_kit.fixture_course import make_course, make_submission
 
 pytestmark = pytest.mark.slow
 
