@@ -26,11 +26,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from nbgrader_fixture import make_course, make_submission  # noqa: E402
-
 from course_kit import instructor, judge, sandbox  # noqa: E402
+from course_kit.fixture_course import make_course, make_submission  # noqa: E402
 
 
 def real_course(tmp: Path, aid: str) -> Path:

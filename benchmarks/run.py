@@ -17,6 +17,7 @@ BENCHMARKS = [
     "benchmarks.startup",
     "benchmarks.notebooks_quick",
     "benchmarks.grading",
+    "benchmarks.grading_scale",
 ]
 # benchmarks.setup_cost (a fresh clone's `make setup`: minutes, gigabytes) runs only by hand
 

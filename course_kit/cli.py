@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import instructor, sandbox
+from . import instructor, sandbox, workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="grade again submissions unchanged since they were graded (default: kept)",
     )
+    gr.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="submissions run at once in worker processes (default: the cores available)",
+    )
+    gr.add_argument(
+        "--scheduler",
+        default=None,
+        help="a Dask distributed scheduler (tcp://host:8786) whose workers run the submissions",
+    )
+    gr.add_argument(
+        "--db",
+        default=None,
+        help="the gradebook's database URL (e.g. postgresql://host/course; default: sqlite)",
+    )
     gr.add_argument("--memory-mb", type=int, default=None, help="memory per process (MB)")
     gr.add_argument("--cpu-s", type=int, default=None, help="CPU seconds per process")
     args = parser.parse_args(argv)
@@ -57,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             limits=limits,
             sandbox_mode=args.sandbox,
             regrade=args.regrade,
+            jobs=args.jobs or workers.default_jobs(),
+            scheduler=args.scheduler,
+            db_url=args.db,
         )
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"course-kit: {err}", file=sys.stderr)

@@ -34,6 +34,7 @@ import hashlib
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import judge, sandbox
+from . import judge, sandbox, workers
 from .collect import Found, collect_submissions
 from .repair import repair_submission
 
@@ -112,15 +113,37 @@ class CoursePaths:
         return os.path.relpath(path, self.workspace)
 
 
-def course_paths(root: Path | str) -> CoursePaths:
+def course_paths(root: Path | str, *, db_url: str | None = None) -> CoursePaths:
     from nbgrader.coursedir import CourseDirectory
 
     root = Path(root).resolve()
     config = load_config(root)
     if "root" not in config.get("CourseDirectory", {}):
         config.CourseDirectory.root = str(root)
+    if db_url:
+        config.CourseDirectory.db_url = db_url
     cd = CourseDirectory(config=config)
     return CoursePaths(Path(cd.root), cd, config)
+
+
+def check_database(db_url: str) -> None:
+    """Connect to the gradebook at ``db_url`` once, before any grading.
+
+    Raises:
+        RuntimeError: it cannot be reached (the message names it; nothing was written).
+    """
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(db_url)
+        with engine.connect():
+            pass
+    except Exception as err:  # noqa: BLE001 - driver missing, refused, bad URL: all the same here
+        shown = re.sub(r"//[^@/]*@", "//***@", db_url)  # never print a password
+        raise RuntimeError(
+            f"cannot reach the gradebook database {shown} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); nothing was graded or written"
+        ) from err
 
 
 def assignment_ids(root: Path) -> list[str]:
@@ -507,6 +530,9 @@ def grade(
     limits: sandbox.Limits | None = None,
     sandbox_mode: str = "auto",
     regrade: bool = False,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    db_url: str | None = None,
 ) -> list[GradeRow]:
     """Collect, autograde (sandboxed), judge, write feedback and ``grades_<id>.csv``.
 
@@ -521,13 +547,21 @@ def grade(
             ``"bwrap"`` (fail if it cannot be used) or ``"none"``.
         regrade: grade again submissions that have not changed since they were graded with
             the same tests and settings (by default their grades are kept).
+        jobs: sandboxes run at once in worker processes on this machine (1: one at a time);
+            the gradebook is written by this process alone, so the grades are the same.
+        scheduler: a Dask distributed scheduler's address (``tcp://host:8786``) whose workers
+            run the sandboxes instead (they must see the course folder at the same path).
+        db_url: the gradebook (any SQLAlchemy URL, e.g. ``postgresql://host/course``); default:
+            ``CourseDirectory.db_url`` from nbgrader_config.py. Checked before anything runs.
     Returns:
         One row per student found, sorted by id.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
-    paths = course_paths(root or project_root())
+    paths = course_paths(root or project_root(), db_url=db_url)
     root = paths.root
+    if db_url:
+        check_database(db_url)
     _check_assignment(root, assignment)
     submissions = Path(submissions)
     if not submissions.exists():
@@ -569,6 +603,8 @@ def grade(
         + json.dumps(expected.to_json(), sort_keys=True).encode()
         + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
     )
+    tasks: list[workers.Task] = []
+    digests: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
         template = None
         for item in found:
@@ -601,31 +637,43 @@ def grade(
             if nb is None:
                 failures[item.student] = notes[-1] if notes else "no notebook"
             else:
-                result = _grade_one(
-                    paths,
-                    assignment,
-                    item.student,
-                    nb,
-                    template,
-                    settings,
-                    timeout=timeout,
-                    limits=limits,
-                    mode=sandbox_mode,
-                    timestamp=item.timestamp,
+                tasks.append(
+                    workers.Task(
+                        root=paths.root,
+                        assignment=assignment,
+                        student=item.student,
+                        notebook=json.loads(nbformat.writes(nb)),
+                        template_db=template,
+                        settings=settings,
+                        options={
+                            "timeout": timeout,
+                            "limits": limits,
+                            "mode": sandbox_mode,
+                            "timestamp": item.timestamp,
+                        },
+                    )
                 )
-                (logs / f"autograde_{assignment}_{item.student}.log").write_text(result.log)
-                if result.notebook is None:
-                    failures[item.student] = result.problem or "not graded"
-                else:
-                    executed.append(item.student)
-                    if result.problem:
-                        notes.append(result.problem)
+                digests[item.student] = digest
             rows[item.student] = GradeRow(
                 item.student, 0.0, 0.0, "graded", "", notes, name=item.name
             )
             state.pop(item.student, None)
-            if item.student in executed and digest:
-                state[item.student] = {"digest": digest, "notes": notes}
+        # the slow part, one sandbox per submission: here, in worker processes or on Dask
+        results = workers.run_all(tasks, jobs=jobs, scheduler=scheduler)
+    for task in tasks:
+        result = results[task.student]
+        (logs / f"autograde_{assignment}_{task.student}.log").write_text(result.log)
+        if result.notebook is None:
+            failures[task.student] = result.problem or "not graded"
+            continue
+        executed.append(task.student)
+        if result.problem:
+            rows[task.student].notes.append(result.problem)
+        if digests.get(task.student):
+            state[task.student] = {
+                "digest": digests[task.student],
+                "notes": rows[task.student].notes,
+            }
     for student in executed:  # a stale autograded copy must not survive a failed import
         stale = paths.autograded(student, assignment)
         if stale.exists():

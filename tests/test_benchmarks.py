@@ -19,6 +19,7 @@ CASES = {
     "benchmarks.startup": ["--notebooks", "notebooks/00_start_here.ipynb", "--repeats", "1"],
     "benchmarks.setup_cost": ["--dry-run"],
     "benchmarks.grading": ["--students", "1", "--modes", "none", "--timeout", "30"],
+    "benchmarks.grading_scale": ["--students", "2", "--no-dask", "--timeout", "30"],
 }
 
 

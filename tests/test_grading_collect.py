@@ -9,9 +9,9 @@ import zipfile
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from nbgrader_fixture import ANSWERS, make_submission, source_notebook
 
 from course_kit.collect import collect_submissions, safe_id
+from course_kit.fixture_course import ANSWERS, make_submission, source_notebook
 from course_kit.repair import repair_submission
 
 

@@ -21,9 +21,9 @@ import threading
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from nbgrader_fixture import ANSWERS, make_course, make_submission
 
 from course_kit import instructor, sandbox
+from course_kit.fixture_course import ANSWERS, make_course, make_submission
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,9 +10,9 @@ import zipfile
 
 import nbformat
 import pytest
-from nbgrader_fixture import make_course, make_submission
 
 from course_kit import instructor
+from course_kit.fixture_course import make_course, make_submission
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""A tiny nbgrader course, built in a temporary folder, to prove the grading pipeline.
+"""A tiny nbgrader course, built in a temporary folder: the grading tests and benchmarks use it.
 
 The fixture assignment ``demo`` asks for two NumPy functions; its tests are split into several
 grade cells (visible and hidden parts) so that partial credit shows. ``make_submission`` writes
