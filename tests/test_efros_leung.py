@@ -266,3 +266,84 @@ def test_constant_sample_gives_constant_output(el):
         sample, canvas, known, window=5, generator=torch.Generator().manual_seed(0), progress=False
     )
     assert out.shape == (1, 3, 11, 11) and torch.all(out == 0.25)
+
+
+# --- course_lib.efros_leung: the library's copy of what notebook 02 teaches -----------------
+
+
+def test_library_grow_makes_the_loops_choices(el):
+    """The library's float32-screened search makes exactly the loop's (and brute force's)
+    choices, also with many exact ties (values on a grid of six levels)."""
+    from course_lib import efros_leung as EL
+
+    cases = [
+        ((7, 8), (9, 10), 3, 3, 3),
+        ((14, 13), (16, 15), 5, 1, 7),
+        ((12, 12), (20, 18), 5, 3, 1),
+    ]
+    for hw, out, k, c, seed in cases:
+        sample = tiny_sample(*hw, c=c, seed=seed)
+        canvas, known = el["new_canvas"](sample, out, generator=torch.Generator().manual_seed(4))
+        kw = dict(window=k, progress=False)
+        loop, src_loop = el["efros_leung_loop"](
+            sample, canvas, known, generator=torch.Generator().manual_seed(5), **kw
+        )
+        lib, src_lib = EL.grow(
+            sample, canvas, known, generator=torch.Generator().manual_seed(5), **kw
+        )
+        assert torch.equal(lib, loop) and torch.equal(src_lib, src_loop), (hw, out, k)
+
+
+def test_library_fill_hole_keeps_the_image_and_copies_from_outside():
+    from course_lib import efros_leung as EL
+
+    image = tiny_sample(12, 12, c=3, seed=9)
+    hole = torch.zeros(1, 1, 12, 12, dtype=torch.bool)
+    hole[..., 5:8, 4:8] = True
+    out = EL.fill_hole(
+        image, hole, window=3, generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert out.shape == image.shape and out.dtype == torch.float32
+    assert torch.equal(out[:, :, ~hole[0, 0]], image[:, :, ~hole[0, 0]])
+    # every filled pixel holds a colour that occurs outside the hole
+    outside = {tuple(v) for v in image[0].permute(1, 2, 0)[~hole[0, 0]].tolist()}
+    assert all(tuple(v) in outside for v in out[0].permute(1, 2, 0)[hole[0, 0]].tolist())
+
+
+def test_library_checks_its_inputs():
+    from course_lib import efros_leung as EL
+
+    s = torch.rand(1, 3, 10, 10)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="odd"):
+        EL.synthesize(s, 12, window=4, generator=g)
+    with pytest.raises(ValueError, match=r"smaller than the sample \(10x10\); got 11"):
+        EL.synthesize(s, 12, window=11, generator=g)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        EL.synthesize(s[0], 12, window=3, generator=g)
+    with pytest.raises(TypeError, match="floating"):
+        EL.synthesize((s * 255).to(torch.uint8), 12, window=3, generator=g)
+    with pytest.raises(TypeError, match="generator"):
+        EL.synthesize(s, 12, window=3, generator=0)
+    with pytest.raises((TypeError, ValueError), match="size"):
+        EL.synthesize(s, 12.5, window=3, generator=g)
+    with pytest.raises(TypeError, match="`hole` must be a bool"):
+        EL.fill_hole(s, torch.zeros(1, 1, 10, 10), window=3, generator=g)
+    with pytest.raises(ValueError, match="no known pixel"):
+        EL.grow(s, torch.zeros(1, 3, 6, 6), torch.zeros(1, 1, 6, 6, dtype=torch.bool), window=3)
+    with pytest.raises(ValueError, match=r"`known` must have shape \(1, 1, 6, 6\)"):
+        EL.grow(s, torch.zeros(1, 3, 6, 6), torch.ones(1, 1, 5, 6, dtype=torch.bool), window=3)
+
+
+def test_library_follows_the_sample_device_and_dtype():
+    from course_lib import efros_leung as EL
+
+    s = tiny_sample(10, 9, c=1, seed=2)
+    out, src = EL.synthesize(
+        s.double(), (7, 8), window=3, generator=torch.Generator().manual_seed(0), progress=False,
+        return_source=True,
+    )  # fmt: skip
+    assert out.shape == (1, 1, 7, 8) and out.dtype == torch.float32 and out.device == s.device
+    assert src.shape == (7, 8, 2) and src.dtype == torch.int64
+    ys, xs = src[(src[..., 0] >= 0)].T
+    assert torch.equal(out[0, 0][src[..., 0] >= 0], s[0, 0, ys, xs])
