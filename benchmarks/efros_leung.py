@@ -1,14 +1,24 @@
-"""Efros-Leung: the vectorised version against the loop version, on the same inputs.
+"""Efros-Leung: the kit's vectorised search against the loop version and against a peer.
 
-    .venv/bin/python -m benchmarks.efros_leung [--cases 24:32:7 32:48:11 64:128:11] [--full]
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.efros_leung --threads 1 \
+        [--cases 32:48:11 64:128:11] [--rounds 3] [--slow-rounds 1] [--device cpu]
 
-Both functions are loaded from notebooks/02_efros_leung.ipynb (its cells tagged ``testable``),
-so this measures exactly the notebook's code. Each case ``S:O:K`` grows an O×O texture from the
-S×S ``rocks`` sample with a K×K window, with the same seed for both versions, and checks that
-the two outputs are identical. The loop version costs the same per pixel whatever the output
-size (every pixel scans all N windows), so for outputs above ``--loop-max`` pixels it is run on
-a smaller output from the same sample and window and its time is scaled by the pixel count
-(marked "est."); ``--full`` runs it on every case instead. Prints a Markdown table.
+Each case ``S:O:K`` grows an O×O texture from the S×S ``rocks`` sample with a K×K window. In
+one run, on the same inputs, it times:
+
+* **loop**: notebook 02's ``efros_leung_loop`` (one pixel, then one candidate window, at a time),
+  run for real at every size;
+* **peer (grey)**: ``benchmarks/peers/efros_leung_peer.py``, our re-implementation of the popular
+  Python port's published loop (per pixel, one NumPy expression over all windows; it matches on
+  the grey sample, as published);
+* **kit**: ``course_lib.efros_leung.grow``, which tests/test_efros_leung.py proves equal to
+  notebook 02's ``efros_leung_fast`` (same output for the same seed), on the RGB sample and on
+  its luminance (grey, the peer's input).
+
+Times are CPU seconds of this process (``time.process_time``; on a machine shared with other
+jobs they are steadier than wall time); the kit runs ``--rounds`` times (median, min–max), the
+loop and the peer ``--slow-rounds`` times, rounds interleaved. "same as loop" says whether the
+kit's RGB image and source map equal the loop's. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -16,34 +26,42 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.peers import efros_leung_peer as peer
+from course_kit.nbrun import tagged_namespace
+from course_lib import efros_leung, images, samples
+from course_lib.device import synchronize
+
 ROOT = Path(__file__).resolve().parent.parent
 
-from course_kit.nbrun import tagged_namespace  # noqa: E402
-from course_lib import samples  # noqa: E402
-from course_lib.device import Timer  # noqa: E402
+
+def timed(fn, *args, device="cpu", **kw):
+    """(CPU seconds, wall seconds, result) of one call."""
+    synchronize(device)
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = fn(*args, **kw)
+    synchronize(device)
+    return time.process_time() - cpu, time.perf_counter() - wall, out
 
 
-def run(el: dict, fn: str, sample, out: int, window: int, device) -> tuple[float, float, object]:
-    """Grow ``out``² from ``sample`` with ``el[fn]``; returns (wall s, CPU s, image)."""
-    canvas, known = el["new_canvas"](sample, out, generator=torch.Generator().manual_seed(0))
-    kw = dict(window=window, generator=torch.Generator().manual_seed(1), progress=False)
-    cpu = time.process_time()
-    with Timer(device) as t:
-        image, _ = el[fn](sample, canvas, known, **kw)
-    return t.elapsed, time.process_time() - cpu, image
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.2f}"
+    return f"{med:.2f} [{min(values):.2f}–{max(values):.2f}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["24:32:7", "32:48:11", "64:128:11"])
-    parser.add_argument("--loop-max", type=int, default=48 * 48, help="largest loop output")
-    parser.add_argument("--full", action="store_true", help="run the loop version everywhere")
-    parser.add_argument("--device", default="cpu", help="device for the fast version")
+    parser.add_argument("--cases", nargs="+", default=["32:48:11", "64:128:11"])
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the kit per case")
+    parser.add_argument("--slow-rounds", type=int, default=1, help="runs of loop and peer")
+    parser.add_argument("--device", default="cpu", help="device for the kit")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:
@@ -52,30 +70,60 @@ def main() -> None:
     el = tagged_namespace(ROOT / "notebooks" / "02_efros_leung.ipynb")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, fast on {device}\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, kit on {device}; "
+        f"CPU seconds, median [min–max] of {args.rounds} (kit) and {args.slow_rounds} "
+        "(loop, peer) interleaved runs\n"
     )
     print(
-        "| sample | output | window | windows N | loop wall / CPU (s) | fast wall / CPU (s) "
-        "| speed-up wall / CPU | same output |"
+        "| sample | output | window | windows N | loop CPU s | peer (grey) CPU s "
+        "| kit RGB CPU s | kit grey CPU s | kit vs loop (RGB) | kit vs peer (grey) "
+        "| same as loop |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         s, o, k = (int(v) for v in case.split(":"))
-        sample = samples.load_sample("rocks", s, channels=3)
+        rgb = samples.load_sample("rocks", s, channels=3)
+        grey = images.luminance(rgb)
         n = (s - k + 1) ** 2
-        t_fast, cpu_fast, fast = run(el, "efros_leung_fast", sample.to(device), o, k, device)
-        if args.full or o * o <= args.loop_max:
-            t_loop, cpu_loop, loop = run(el, "efros_leung_loop", sample, o, k, "cpu")
-            same, est = str(torch.equal(loop, fast.cpu())), ""
-        else:
-            small = int(args.loop_max**0.5)
-            t_small, cpu_small, _ = run(el, "efros_leung_loop", sample, small, k, "cpu")
-            scale = (o * o - 9) / (small * small - 9)  # the 3x3 seed is given
-            t_loop, cpu_loop = t_small * scale, cpu_small * scale
-            same, est = "(loop not run)", f" est. from {small}²"
+        canvas, known = el["new_canvas"](rgb, o, generator=torch.Generator().manual_seed(0))
+        grey_canvas = images.luminance(canvas)
+        t = {"loop": [], "peer": [], "rgb": [], "grey": []}
+        same = True
+        for r in range(max(args.rounds, args.slow_rounds)):
+            if r < args.slow_rounds:
+                cpu, _, (loop, src_loop) = timed(
+                    el["efros_leung_loop"], rgb, canvas, known, window=k,
+                    generator=torch.Generator().manual_seed(1), progress=False,
+                )  # fmt: skip
+                t["loop"].append(cpu)
+                sample_np = grey[0].permute(1, 2, 0).double().numpy()
+                t["peer"].append(timed(peer.synthesize, sample_np, o, k, seed=r)[0])
+            if r < args.rounds:
+                cpu, _, (fast, src_fast) = timed(
+                    efros_leung.grow, rgb.to(device), canvas.to(device), known.to(device),
+                    window=k, generator=torch.Generator().manual_seed(1), progress=False,
+                    device=device,
+                )  # fmt: skip
+                t["rgb"].append(cpu)
+                same = (
+                    same and torch.equal(fast.cpu(), loop) and torch.equal(src_fast.cpu(), src_loop)
+                )
+                t["grey"].append(
+                    timed(
+                        efros_leung.grow, grey.to(device), grey_canvas.to(device),
+                        known.to(device), window=k, generator=torch.Generator().manual_seed(1),
+                        progress=False, device=device,
+                    )[0]
+                )  # fmt: skip
+        med = {key: statistics.median(v) for key, v in t.items()}
+        ratio = {
+            key: med[a] / med[b]
+            for key, a, b in (("loop", "loop", "rgb"), ("peer", "peer", "grey"))
+        }
+        ratio = {key: f"{v:.1f}×" if v < 10 else f"{v:.0f}×" for key, v in ratio.items()}
         print(
-            f"| {s}² | {o}² | {k} | {n} | {t_loop:.1f} / {cpu_loop:.1f}{est} | "
-            f"{t_fast:.2f} / {cpu_fast:.2f} | {t_loop / t_fast:.0f}× / {cpu_loop / cpu_fast:.0f}× "
+            f"| {s}² | {o}² | {k} | {n} | {spread(t['loop'])} | {spread(t['peer'])} "
+            f"| {spread(t['rgb'])} | {spread(t['grey'])} | {ratio['loop']} | {ratio['peer']} "
             f"| {same} |",
             flush=True,
         )

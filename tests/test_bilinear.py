@@ -145,3 +145,21 @@ def test_tile_lays_rows_and_columns_out(nb01):
     image = nb01["tile"](table, gap=1)
     assert image.shape == (1, 1, 10, 15)
     assert image[0, 0, 5, 10] == 0 and image.sum() == 10 * 15 - 1
+
+
+def test_asymmetric_extrapolation_at_full_rank_is_zero_by_algebra(nb01, glyph_table):
+    """At J = C the content vectors are orthonormal (rows of V^T): the minimum-norm A* maps
+    every unseen letter to exactly zero; at J = n (letters seen) it is determined, reproduces
+    the seen letters, and draws something (nonzero) for the unseen ones."""
+    Y = glyph_table[:3]  # (3, 7, 100): three fonts for training
+    y_new = glyph_table[3]  # (7, 100): the fourth font is the new style
+    seen, unseen = [0, 3, 5], [1, 2, 4, 6]
+    _, B_full = nb01["fit_asymmetric"](Y, rank=7)
+    torch.testing.assert_close(B_full @ B_full.T, torch.eye(7, dtype=torch.float64))
+    blank = nb01["extrapolate_asymmetric"](y_new[seen], seen, B_full)
+    assert blank[unseen].abs().max() < 1e-10
+    torch.testing.assert_close(blank[seen], y_new[seen])
+    _, B_n = nb01["fit_asymmetric"](Y, rank=len(seen))
+    drawn = nb01["extrapolate_asymmetric"](y_new[seen], seen, B_n)
+    torch.testing.assert_close(drawn[seen], y_new[seen])
+    assert drawn[unseen].abs().max() > 0.1
