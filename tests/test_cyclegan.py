@@ -170,3 +170,27 @@ def test_b_score_tells_the_two_domains_apart(nb11):
     assert nb11["b_score"](half, a, centroids=centroids) == 0.5
     ground_only = nb11["on_ground"](a, (0.1, 0.12, 0.25))  # B's ground, A's shape colour
     assert nb11["b_score"](ground_only, a, centroids=centroids) == 0.0
+
+
+def test_shape_specificity_matches_a_loop_over_pairs(nb11):
+    a = torch.cat(
+        [_disc_image(0.3, 0.3, 0.2), _disc_image(0.7, 0.7, 0.2), _disc_image(0.3, 0.7, 0.15)]
+    )
+    spec = nb11["shape_specificity"]
+    iou = nb11["shape_iou"]
+    own = [iou(a[i : i + 1], a[i : i + 1]) for i in range(3)]
+    others = [
+        sum(iou(a[i : i + 1], a[j : j + 1]) for j in range(3) if j != i) / 2 for i in range(3)
+    ]
+    want = sum(o - p for o, p in zip(own, others)) / 3
+    assert spec(a, a) == pytest.approx(want, abs=1e-6) and want > 0.5
+    same = a[:1].expand(3, -1, -1, -1)  # one output for every input: ignores the input
+    assert spec(same, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_diversity_is_the_mean_pairwise_difference(nb11):
+    x = torch.rand(4, 3, 5, 7, generator=torch.Generator().manual_seed(6))
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+    want = sum((x[i] - x[j]).abs().mean().item() for i, j in pairs) / len(pairs)
+    assert nb11["diversity"](x) == pytest.approx(want, rel=1e-5)
+    assert nb11["diversity"](x[:1].expand(4, -1, -1, -1)) == 0.0
