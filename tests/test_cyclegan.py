@@ -186,11 +186,3 @@ def test_shape_specificity_matches_a_loop_over_pairs(nb11):
     assert spec(a, a) == pytest.approx(want, abs=1e-6) and want > 0.5
     same = a[:1].expand(3, -1, -1, -1)  # one output for every input: ignores the input
     assert spec(same, a) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_diversity_is_the_mean_pairwise_difference(nb11):
-    x = torch.rand(4, 3, 5, 7, generator=torch.Generator().manual_seed(6))
-    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
-    want = sum((x[i] - x[j]).abs().mean().item() for i, j in pairs) / len(pairs)
-    assert nb11["diversity"](x) == pytest.approx(want, rel=1e-5)
-    assert nb11["diversity"](x[:1].expand(4, -1, -1, -1)) == 0.0
