@@ -97,7 +97,7 @@ def main() -> None:
                 )  # fmt: skip
                 t["loop"].append(cpu)
                 sample_np = grey[0].permute(1, 2, 0).double().numpy()
-                t["peer"].append(timed(peer.synthesize, sample_np, o, k, seed=r)[0])
+                t["peer"].append(timed(peer.synthesise, sample_np, o, k, seed=r)[0])
             if r < args.rounds:
                 cpu, _, (fast, src_fast) = timed(
                     efros_leung.grow, rgb.to(device), canvas.to(device), known.to(device),

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ._checks import check_image, check_positive_int, describe
 
-__all__ = ["fill_hole", "grow", "synthesize"]
+__all__ = ["fill_hole", "grow", "synthesise"]
 
 TIE = 1e-9  # slack on the candidate threshold, so that exact ties survive rounding
 _UNIT_ROUNDOFF = {"highest": 2.0**-24, "high": 2.0**-11, "medium": 2.0**-8}
@@ -295,7 +295,7 @@ def _new_canvas(sample, size, generator, seed_size=3):
     return canvas, known
 
 
-def synthesize(
+def synthesise(
     sample: torch.Tensor,
     size: int | tuple[int, int],
     *,
@@ -334,7 +334,7 @@ def synthesize(
 
     Example:
         >>> s = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-        >>> out = synthesize(s, 12, window=5, generator=torch.Generator().manual_seed(0),
+        >>> out = synthesise(s, 12, window=5, generator=torch.Generator().manual_seed(0),
         ...                  progress=False)
         >>> out.shape, out.dtype
         (torch.Size([1, 3, 12, 12]), torch.float32)
@@ -372,7 +372,7 @@ def fill_hole(
     Args:
         image: float ``(1, C, H, W)`` in ``[0, 1]``.
         hole: bool ``(1, 1, H, W)``, True where pixels are missing (not all of the image).
-        window, eps, max_err, generator, progress: as :func:`synthesize`.
+        window, eps, max_err, generator, progress: as :func:`synthesise`.
 
     Returns:
         float32 ``(1, C, H, W)`` on the image's device: the image with the hole filled.

@@ -29,7 +29,7 @@ __all__ = [
     "group_scales",
     "ps_loss",
     "group_errors",
-    "synthesize",
+    "synthesise",
 ]
 
 
@@ -255,7 +255,7 @@ def group_errors(
     }
 
 
-def synthesize(
+def synthesise(
     texture: torch.Tensor,
     *,
     size: int | None = None,

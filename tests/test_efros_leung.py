@@ -324,15 +324,15 @@ def test_library_grow_makes_the_loops_choices(el):
         assert torch.equal(lib, loop) and torch.equal(src_lib, src_loop), (hw, out, k)
 
 
-def test_library_synthesize_equals_the_notebooks_synthesise(el):
-    """Same seed, same output: the notebook's `synthesise` and `course_lib.efros_leung.synthesize`
+def test_library_synthesise_equals_the_notebooks_synthesise(el):
+    """Same seed, same output: the notebook's `synthesise` and `course_lib.efros_leung.synthesise`
     (on a real texture, where float32 and float64 distances differ in their last digits)."""
     from course_lib import efros_leung as EL
     from course_lib import samples
 
     sample = samples.load_sample("radishes", 20, channels=3)
     ours, src = el["synthesise"](sample, 18, 5, seed=3, progress=False)
-    lib, src_lib = EL.synthesize(
+    lib, src_lib = EL.synthesise(
         sample, 18, window=5, generator=torch.Generator().manual_seed(3), progress=False,
         return_source=True,
     )  # fmt: skip
@@ -368,17 +368,17 @@ def test_library_checks_its_inputs():
     s = torch.rand(1, 3, 10, 10)
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="odd"):
-        EL.synthesize(s, 12, window=4, generator=g)
+        EL.synthesise(s, 12, window=4, generator=g)
     with pytest.raises(ValueError, match=r"smaller than the sample \(10x10\); got 11"):
-        EL.synthesize(s, 12, window=11, generator=g)
+        EL.synthesise(s, 12, window=11, generator=g)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        EL.synthesize(s[0], 12, window=3, generator=g)
+        EL.synthesise(s[0], 12, window=3, generator=g)
     with pytest.raises(TypeError, match="floating"):
-        EL.synthesize((s * 255).to(torch.uint8), 12, window=3, generator=g)
+        EL.synthesise((s * 255).to(torch.uint8), 12, window=3, generator=g)
     with pytest.raises(TypeError, match="generator"):
-        EL.synthesize(s, 12, window=3, generator=0)
+        EL.synthesise(s, 12, window=3, generator=0)
     with pytest.raises((TypeError, ValueError), match="size"):
-        EL.synthesize(s, 12.5, window=3, generator=g)
+        EL.synthesise(s, 12.5, window=3, generator=g)
     with pytest.raises(TypeError, match="`hole` must be a bool"):
         EL.fill_hole(s, torch.zeros(1, 1, 10, 10), window=3, generator=g)
     with pytest.raises(ValueError, match="no known pixel"):
@@ -391,7 +391,7 @@ def test_library_follows_the_sample_device_and_dtype():
     from course_lib import efros_leung as EL
 
     s = tiny_sample(10, 9, c=1, seed=2)
-    out, src = EL.synthesize(
+    out, src = EL.synthesise(
         s.double(), (7, 8), window=3, generator=torch.Generator().manual_seed(0), progress=False,
         return_source=True,
     )  # fmt: skip

@@ -111,7 +111,7 @@ def test_gatys_synthesis_makes_progress_on_a_bright_texture(nb06):
     layers = ["relu1_1", "pool1", "pool2"]
     vgg = VGGFeatures(layers, weights="random", pooling="avg", seed=0)
     dots = samples.load_sample("dots", 32, channels=3)
-    result = nb06["synthesize_texture"](
+    result = nb06["synthesise_texture"](
         dots, vgg, layers=layers, size=32, steps=12, generator=torch.Generator().manual_seed(0)
     )
     assert result.image.shape == (1, 3, 32, 32)

@@ -113,5 +113,5 @@ def test_library_stays_in_the_input_dtype_and_synthesis_makes_progress():
     pyr = ps.steerable_pyramid(x, n_scales=2)
     assert pyr["bands"][0].dtype == torch.complex64 and pyr["highpass"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in ps.ps_statistics(x, n_scales=2).values())
-    res = ps.synthesize(x, steps=5, n_scales=2, progress=False, generator=torch.Generator())
+    res = ps.synthesise(x, steps=5, n_scales=2, progress=False, generator=torch.Generator())
     assert res.image.shape == (1, 1, 32, 32) and res.history[-1] < 0.5 * res.history[0]

@@ -77,7 +77,7 @@ def frontier(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     return ys[order], xs[order]
 
 
-def synthesize(sample_rgb: np.ndarray, size: int, window: int, *, seed: int = 0) -> np.ndarray:
+def synthesise(sample_rgb: np.ndarray, size: int, window: int, *, seed: int = 0) -> np.ndarray:
     """Grow a ``size``² texture from ``sample_rgb`` float ``(H, W, C)`` in ``[0, 1]`` (C = 1 or 3).
 
     Returns float64 ``(size, size, C)``.
