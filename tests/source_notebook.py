@@ -3,6 +3,7 @@ functions, its grade cells as tests, and mutants of its answers (realistic stude
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -105,8 +106,11 @@ def collect_reports(ns: dict, source: str, name: str) -> tuple[str | None, dict[
     real = grading.report
     grading.report = collector
     try:
-        run_cell(ns, source, name)
-        error = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_cell(ns, source, name)
+        # nbgrader scores a cell 0 when it writes to stderr, as a warning does
+        error = f"warning: {caught[0].message}" if caught else None
     except Exception as err:  # noqa: BLE001 - a failing cell scores 0, like under nbgrader
         error = f"{type(err).__name__}: {err}"
     finally:
