@@ -86,7 +86,7 @@ def hidden_share(path: Path) -> float:
 # which student mistakes lose points: a cell scores when it runs without an error and every report
 # matches the solution's (same keys; values compared as the solution's ``judging`` says).
 
-DEFAULT_RTOL, DEFAULT_ATOL = 1e-5, 1e-8
+DEFAULT_RTOL, DEFAULT_ATOL = 1e-4, 1e-6  # as course_kit.judge
 
 
 def collect_reports(ns: dict, source: str, name: str) -> tuple[str | None, dict[str, dict]]:
@@ -132,8 +132,6 @@ def _same(e, a, compare: str, rtol: float, atol: float) -> bool:
             return False
         if compare == "shape":
             return True
-        if (e["dtype"] == "bool") != (a["dtype"] == "bool"):
-            return False
         ea, aa = _numbers(e), _numbers(a)
         if compare == "equal":
             return bool(np.array_equal(ea, aa, equal_nan=True))
@@ -164,10 +162,35 @@ def _same(e, a, compare: str, rtol: float, atol: float) -> bool:
     return type(e) is type(a) and e == a
 
 
+def _real_judge():
+    """course_kit.judge's comparison, when the grader's judge is there (else None)."""
+    try:
+        from course_kit import judge
+
+        return judge._compare, judge._decode
+    except (ImportError, AttributeError):
+        return None
+
+
 def report_matches(expected: dict, actual: dict | None) -> bool:
-    """One report of a submission against the solution's (whose ``judging`` alone counts)."""
+    """One report of a submission against the solution's (whose ``judging`` alone counts).
+
+    Uses course_kit.judge's own comparison when it is available; else the same rules here.
+    """
     if actual is None:
         return False
+    real = _real_judge()
+    if real is not None and "value" in expected and "value" in actual:
+        compare, decode = real
+        judging = expected["judging"]
+        why = compare(
+            decode(expected["value"]),
+            decode(actual["value"]),
+            judging.get("compare", "close"),
+            float(judging.get("rtol", DEFAULT_RTOL)),
+            float(judging.get("atol", DEFAULT_ATOL)),
+        )
+        return why is None
     judging = expected["judging"]
     if "raised" in expected:  # the solution raises: the submission must raise the same type
         return actual.get("raised") == expected["raised"]
@@ -191,6 +214,12 @@ def solution_reports(path: Path) -> dict[str, dict[str, dict]]:
         error, reports = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
         assert error is None, f"the solution fails its own grade cell {gid}: {error}"
         assert reports, f"grade cell {gid} reports nothing"
+        for key, rep in reports.items():  # what course_kit.judge requires of the solution
+            raises = rep["judging"].get("compare") == "raises"
+            assert raises == ("raised" in rep), f"{gid}[{key}]: compare='raises' iff it raises"
+        assert any(
+            r["judging"].get("compare") not in ("raises", "shape") for r in reports.values()
+        ), f"grade cell {gid} checks only exceptions or shapes, which a submission can fake"
         out[gid] = reports
     return out
 
