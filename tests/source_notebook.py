@@ -3,10 +3,12 @@ functions, its grade cells as tests, and mutants of its answers (realistic stude
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 
 @cache
@@ -74,3 +76,181 @@ def hidden_share(path: Path) -> float:
     points = {gid: cells[gid].metadata["nbgrader"]["points"] for gid in grade_ids(path)}
     hidden = sum(p for gid, p in points.items() if "BEGIN HIDDEN TESTS" in cells[gid].source)
     return hidden / sum(points.values())
+
+
+# ---- judged grade cells: the kernel reports, the judge compares (in-process stand-in) ----------
+#
+# Graded cells hand results to the grader with ``course_lib.grading.report(key, compute, ...)``.
+# The real grader (course_kit.judge) compares a submission's reports with the solution's in a
+# trusted process. These helpers do the same in-process so that the mutation tables can measure
+# which student mistakes lose points: a cell scores when it runs without an error and every report
+# matches the solution's (same keys; values compared as the solution's ``judging`` says).
+
+DEFAULT_RTOL, DEFAULT_ATOL = 1e-4, 1e-6  # as course_kit.judge
+
+
+def collect_reports(ns: dict, source: str, name: str) -> tuple[str | None, dict[str, dict]]:
+    """Run ``source`` in a copy of ``ns``, catching its reports: ``(error or None, reports)``."""
+    import course_lib.grading as grading
+
+    reports: dict[str, dict] = {}
+
+    def collector(key, compute, **judging):
+        try:
+            result = {"value": grading._encode(compute())}
+        except Exception as err:  # noqa: BLE001 - the error is the result
+            result = {"raised": type(err).__name__, "message": str(err)[:500]}
+        assert key not in reports, f"report key {key!r} used twice in {name}"
+        reports[key] = {"key": key, **result, "judging": dict(judging)}
+
+    real = grading.report
+    grading.report = collector
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_cell(ns, source, name)
+        # nbgrader scores a cell 0 when it writes to stderr, as a warning does
+        error = f"warning: {caught[0].message}" if caught else None
+    except Exception as err:  # noqa: BLE001 - a failing cell scores 0, like under nbgrader
+        error = f"{type(err).__name__}: {err}"
+    finally:
+        grading.report = real
+    return error, reports
+
+
+def _numbers(enc: dict) -> np.ndarray:
+    arr = np.asarray(enc["array"], dtype=np.float64).reshape(enc["shape"])
+    if enc.get("nonfinite") is not None:
+        arr = np.where(np.asarray(enc["nonfinite"], dtype=bool).reshape(enc["shape"]), np.nan, arr)
+    return arr
+
+
+def _same(e, a, compare: str, rtol: float, atol: float) -> bool:
+    """Encoded values ``e`` (expected) and ``a`` (actual) agree under ``compare``."""
+    if isinstance(e, dict) and "array" in e:
+        if not (isinstance(a, dict) and "array" in a) or list(e["shape"]) != list(a["shape"]):
+            return False
+        if compare == "shape":
+            return True
+        ea, aa = _numbers(e), _numbers(a)
+        if compare == "equal":
+            return bool(np.array_equal(ea, aa, equal_nan=True))
+        return bool(np.allclose(aa, ea, rtol=rtol, atol=atol, equal_nan=True))
+    if isinstance(e, dict) and "float" in e:
+        if isinstance(a, dict) and "float" in a:
+            a = a["float"]
+        if isinstance(a, bool) or not isinstance(a, (int, float)):
+            return False
+        ev = float(e["float"])
+        if compare == "equal":
+            return float(a) == ev
+        return bool(np.isclose(float(a), ev, rtol=rtol, atol=atol, equal_nan=True))
+    if isinstance(e, dict) and "sequence" in e:
+        return (
+            isinstance(a, dict)
+            and "sequence" in a
+            and len(a["sequence"]) == len(e["sequence"])
+            and all(_same(x, y, compare, rtol, atol) for x, y in zip(e["sequence"], a["sequence"]))
+        )
+    if isinstance(e, dict) and "mapping" in e:
+        return (
+            isinstance(a, dict)
+            and "mapping" in a
+            and set(a["mapping"]) == set(e["mapping"])
+            and all(_same(v, a["mapping"][k], compare, rtol, atol) for k, v in e["mapping"].items())
+        )
+    return type(e) is type(a) and e == a
+
+
+def _real_judge():
+    """course_kit.judge's comparison, when the grader's judge is there (else None)."""
+    try:
+        from course_kit import judge
+
+        return judge._compare, judge._decode
+    except (ImportError, AttributeError):
+        return None
+
+
+def report_matches(expected: dict, actual: dict | None) -> bool:
+    """One report of a submission against the solution's (whose ``judging`` alone counts).
+
+    Uses course_kit.judge's own comparison when it is available; else the same rules here.
+    """
+    if actual is None:
+        return False
+    real = _real_judge()
+    if real is not None and "value" in expected and "value" in actual:
+        compare, decode = real
+        judging = expected["judging"]
+        why = compare(
+            decode(expected["value"]),
+            decode(actual["value"]),
+            judging.get("compare", "close"),
+            float(judging.get("rtol", DEFAULT_RTOL)),
+            float(judging.get("atol", DEFAULT_ATOL)),
+        )
+        return why is None
+    judging = expected["judging"]
+    if "raised" in expected:  # the solution raises: the submission must raise the same type
+        return actual.get("raised") == expected["raised"]
+    if "raised" in actual:
+        return False
+    return _same(
+        expected["value"],
+        actual["value"],
+        judging.get("compare", "close"),
+        judging.get("rtol", DEFAULT_RTOL),
+        judging.get("atol", DEFAULT_ATOL),
+    )
+
+
+@cache
+def solution_reports(path: Path) -> dict[str, dict[str, dict]]:
+    """Every grade cell's reports for the solution (the judge's trusted run)."""
+    ns = namespace(path)
+    out = {}
+    for gid in grade_ids(path):
+        error, reports = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+        assert error is None, f"the solution fails its own grade cell {gid}: {error}"
+        assert reports, f"grade cell {gid} reports nothing"
+        for key, rep in reports.items():  # what course_kit.judge requires of the solution
+            raises = rep["judging"].get("compare") == "raises"
+            assert raises == ("raised" in rep), f"{gid}[{key}]: compare='raises' iff it raises"
+        assert any(
+            r["judging"].get("compare") not in ("raises", "shape") for r in reports.values()
+        ), f"grade cell {gid} checks only exceptions or shapes, which a submission can fake"
+        out[gid] = reports
+    return out
+
+
+def cell_passes(path: Path, ns: dict, gid: str) -> bool:
+    """Does grade cell ``gid`` score, for the answers in ``ns``?"""
+    expected = solution_reports(path)[gid]
+    error, got = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+    if error is not None or set(got) != set(expected):
+        return False
+    return all(report_matches(e, got.get(k)) for k, e in expected.items())
+
+
+def points(path: Path) -> dict[str, float]:
+    """Points of each grade cell."""
+    cells = cells_by_id(path)
+    return {gid: float(cells[gid].metadata["nbgrader"]["points"]) for gid in grade_ids(path)}
+
+
+def score(path: Path, mutations: dict[str, list[tuple[str, str]]] | None = None) -> dict:
+    """``{grade id: points scored}`` for the solution with ``mutations`` applied."""
+    ns = namespace(path, mutations)
+    return {gid: (p if cell_passes(path, ns, gid) else 0.0) for gid, p in points(path).items()}
+
+
+def visible_share(path: Path) -> float:
+    """The share of the points carried by grade cells without hidden tests."""
+    return 1.0 - hidden_share(path)
+
+
+def cells_without_reports(path: Path) -> list[str]:
+    """Grade cells whose source holds no ``report(`` call."""
+    cells = cells_by_id(path)
+    return [gid for gid in grade_ids(path) if "report(" not in cells[gid].source]
