@@ -119,7 +119,7 @@ book: $(STAMP)
 	$(PY) -m course_kit.book $(if $(filter-out 0,$(QUICK)),--quick,) $(NOTEBOOKS)
 	@echo "course kit: open _build/book/index.html"
 
-# Debian's Chromium for tests/test_browser.py: installed with apt-get when missing and apt-get can
+# Debian's Chromium for tests/test_kit_browser.py: installed with apt-get when missing and apt-get can
 # be used (as root, or with password-less sudo); otherwise those tests are skipped and say why.
 chromium:
 	@if [ -x "$(CHROMIUM)" ]; then :; \

@@ -6,7 +6,7 @@ Prints the time taken; on an error, the failing cell's index and source and the 
 The network is blocked inside the kernel (see ``netguard.py``).
 
 Executed notebooks can be kept in a cache (``_build/executed/``, keyed by a hash of the
-notebook, the mode and ``course_lib``'s sources): ``tests/test_notebooks.py`` saves every
+notebook, the mode and ``course_lib``'s sources): ``tests/test_kit_notebooks.py`` saves every
 notebook it runs there, and ``make book`` (``course_kit/book.py``) renders from it, so ``make test``
 executes each notebook once. ``--save`` saves what this command runs into the cache too.
 """

@@ -1,6 +1,6 @@
 """course_lib.nets: shapes, parameter counts (against counts worked out by hand), receptive
 field, device/dtype handling, seeded init. The translation notebooks' own code is tested in
-tests/test_pix2pix.py and tests/test_cyclegan.py."""
+tests/test_nb10_pix2pix.py and tests/test_nb11_cyclegan.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """UNIT and MUNIT as written in notebooks/12_unit_munit.ipynb, checked on tiny tensors: MUNIT's
 AdaIN (biased variance) against explicit loops, the hue rotation against its properties, the
 losses against their formulas, the networks' shapes and what the style code can and cannot
-change. The notebook itself runs in tests/test_notebooks.py."""
+change. The notebook itself runs in tests/test_kit_notebooks.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The bilinear models of notebooks/01_style_and_content.ipynb, as written there, checked against
 independent computations (NumPy SVDs, data made by a known bilinear model) on tiny tables. The
-notebook itself runs in tests/test_notebooks.py."""
+notebook itself runs in tests/test_kit_notebooks.py."""
 
 from __future__ import annotations
 

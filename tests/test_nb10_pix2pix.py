@@ -1,6 +1,6 @@
 """notebooks/10_pix2pix.ipynb (cells tagged ``testable``): the losses against their formulas, the
 receptive field against a brute-force gradient probe, and the training code's steps and seeding.
-The notebook itself runs in tests/test_notebooks.py."""
+The notebook itself runs in tests/test_kit_notebooks.py."""
 
 from __future__ import annotations
 

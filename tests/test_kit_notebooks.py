@@ -4,7 +4,7 @@ A notebook lists the claims (``course_lib.claims.claim``) that hold even at quic
 metadata, ``{"course_kit": {"quick_claims": ["name", ...]}}``; each must print as held.
 
 Each executed notebook is saved into the cache (``_build/executed/``) that ``make book`` and
-``tests/test_book.py`` render from, so ``make test`` executes every notebook only once.
+``tests/test_kit_book.py`` render from, so ``make test`` executes every notebook only once.
 """
 
 from __future__ import annotations

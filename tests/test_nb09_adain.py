@@ -1,6 +1,6 @@
 """AdaIN as written in notebooks/09_adain.ipynb, and the pieces of notebooks/08 that it shares
 (the Gram matrix written again there, the transformer network), checked against independent
-computations on tiny tensors. The notebooks themselves run in tests/test_notebooks.py."""
+computations on tiny tensors. The notebooks themselves run in tests/test_kit_notebooks.py."""
 
 from __future__ import annotations
 

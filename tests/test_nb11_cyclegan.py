@@ -1,7 +1,7 @@
 """notebooks/11_cyclegan.ipynb (cells tagged ``testable``): the losses against their formulas,
 the image pool, the generator objective's parts, the two update steps, seeding through a
 ``torch.Generator``, and the ablation's measurements. The notebook itself runs in
-tests/test_notebooks.py."""
+tests/test_kit_notebooks.py."""
 
 from __future__ import annotations
 
