@@ -371,9 +371,10 @@ def test_distort(ns):
         assert torch.equal(out[..., px:, px:], c[..., :-px, :-px])  # content moved down-right
         assert torch.equal(out, x[..., m - px : m - px + 16, m - px : m - px + 18])
         assert not torch.equal(out, torch.roll(c, (px, px), dims=(-2, -1)))  # no wrap-around
-    shifts = {max(1, round(6 * s)) for s in torch.linspace(0.15, 1.0, 6).tolist()}
-    assert len(shifts) == 6  # the notebook's six strengths: six different shifts
-    levels = round(32 * (1 - 0.5) ** 2)  # 8
+    strengths = torch.linspace(0.15, 1.0, 6).tolist()  # the notebook's six: six different copies
+    assert len({max(1, round(6 * s)) for s in strengths}) == 6
+    assert len({len(torch.unique(distort(x, "quantise", s))) for s in strengths}) == 6
+    levels = round(2 + 30 * (1 - 0.5) ** 2)  # 10
     q = distort(x, "quantise", 0.5)
     assert q.shape == c.shape and len(torch.unique(q)) <= levels
     assert float((q - c).abs().max()) <= 0.5 / (levels - 1) + 1e-6
