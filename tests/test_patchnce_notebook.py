@@ -30,6 +30,13 @@ def loop_patchnce(q, k, tau, negatives):
             pos = float(q[i, s] @ k[i, s]) / tau
             if negatives == "internal":
                 negs = [float(q[i, s] @ k[i, t]) / tau for t in range(p) if t != s]
+            elif negatives == "batch":
+                negs = [
+                    float(q[i, s] @ k[j, t]) / tau
+                    for j in range(b)
+                    for t in range(p)
+                    if (j, t) != (i, s)
+                ]
             else:
                 negs = [
                     float(q[i, s] @ k[j, t]) / tau for j in range(b) if j != i for t in range(p)
@@ -40,7 +47,7 @@ def loop_patchnce(q, k, tau, negatives):
     return out
 
 
-@pytest.mark.parametrize("negatives", ["internal", "external"])
+@pytest.mark.parametrize("negatives", ["internal", "batch", "external"])
 @pytest.mark.parametrize("tau", [0.07, 0.5])
 def test_patchnce_matches_explicit_loop(ns, negatives, tau):
     q, k = unit(3, 5, 7, seed=1), unit(3, 5, 7, seed=2)  # (B, P, D), distinct odd sizes
@@ -150,3 +157,15 @@ def test_diversity_is_the_ratio_of_mean_pairwise_l1(ns):
 
     assert ns["diversity"](src, out) == pytest.approx(mean_l1(out) / mean_l1(src), rel=1e-5)
     assert ns["diversity"](src, out[:1].expand(4, -1, -1, -1)) == 0.0  # collapsed
+
+
+def test_patchnce_batch_negatives_are_internal_plus_external(ns):
+    """With one image "batch" is "internal"; and its denominator holds exactly the internal and
+    the external candidates: exp(-batch) = 1 / (1/exp(-int) + 1/exp(-ext) - 1) per query."""
+    loss = ns["patchnce_loss"]
+    q, k = unit(1, 6, 5, seed=10), unit(1, 6, 5, seed=11)
+    torch.testing.assert_close(loss(q, k, negatives="batch"), loss(q, k, negatives="internal"))
+    q, k = unit(3, 4, 5, seed=12), unit(3, 4, 5, seed=13)
+    p_int, p_ext = ((-loss(q, k, negatives=n)).exp() for n in ("internal", "external"))
+    p_batch = (-loss(q, k, negatives="batch")).exp()  # softmax probability of the positive
+    torch.testing.assert_close(1 / p_batch, 1 / p_int + 1 / p_ext - 1)

@@ -356,26 +356,36 @@ def test_vgg_distance_with_the_notebooks_vgg(ns):
 
 
 def test_distort(ns):
-    """The four distortions: a shift is a circular roll by round(4 s) pixels (at least one);
-    quantisation leaves at most ``levels`` grey values, each within half a step of the input;
-    blurring keeps the size and leaves a constant image constant (normalised kernel, reflect
-    padding); noise is seeded (same result twice) and stays in [0, 1]; other kinds raise."""
-    distort = ns["distort"]
-    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(37))
-    assert torch.equal(distort(x, "shift", 0.5), torch.roll(x, (2, 2), dims=(-2, -1)))
-    assert torch.equal(distort(x, "shift", 0.05), torch.roll(x, (1, 1), dims=(-2, -1)))
-    levels = round(32 * (1 - 0.5) ** 2)  # 8
+    """The four distortions of an image with a margin m, compared with its centre: a shift moves
+    the crop window by max(1, round(6 s)) pixels (no wrap-around: the new pixels come from the
+    margin) and distinct strengths give distinct shifts; quantisation leaves at most ``levels``
+    grey values, each within half a step of the centre; blurring keeps a constant image
+    constant; noise is seeded (same result twice) and stays in [0, 1]; other kinds raise."""
+    distort, centre, m = ns["distort"], ns["centre"], ns["MARGIN"]
+    x = torch.rand(1, 3, 16 + 2 * m, 18 + 2 * m, generator=torch.Generator().manual_seed(37))
+    c = centre(x)
+    assert c.shape == (1, 3, 16, 18)
+    for s, px in ((0.5, 3), (0.05, 1), (1.0, 6)):
+        out = distort(x, "shift", s)
+        assert out.shape == c.shape
+        assert torch.equal(out[..., px:, px:], c[..., :-px, :-px])  # content moved down-right
+        assert torch.equal(out, x[..., m - px : m - px + 16, m - px : m - px + 18])
+        assert not torch.equal(out, torch.roll(c, (px, px), dims=(-2, -1)))  # no wrap-around
+    strengths = torch.linspace(0.15, 1.0, 6).tolist()  # the notebook's six: six different copies
+    assert len({max(1, round(6 * s)) for s in strengths}) == 6
+    assert len({len(torch.unique(distort(x, "quantise", s))) for s in strengths}) == 6
+    levels = round(2 + 30 * (1 - 0.5) ** 2)  # 10
     q = distort(x, "quantise", 0.5)
-    assert len(torch.unique(q)) <= levels
-    assert float((q - x).abs().max()) <= 0.5 / (levels - 1) + 1e-6
-    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert q.shape == c.shape and len(torch.unique(q)) <= levels
+    assert float((q - c).abs().max()) <= 0.5 / (levels - 1) + 1e-6
+    flat = torch.full((1, 3, 16 + 2 * m, 16 + 2 * m), 0.3)
     for s in (0.1, 0.6):
         blurred = distort(flat, "blur", s)
-        assert blurred.shape == flat.shape
-        torch.testing.assert_close(blurred, flat)
-    assert float((distort(x, "blur", 0.6) - x).abs().mean()) > 0.05
+        assert blurred.shape == (1, 3, 16, 16)
+        torch.testing.assert_close(blurred, centre(flat))
+    assert float((distort(x, "blur", 0.6) - c).abs().mean()) > 0.05
     n1, n2 = distort(x, "noise", 0.8), distort(x, "noise", 0.8)
     assert torch.equal(n1, n2) and 0 <= float(n1.min()) and float(n1.max()) <= 1
-    assert not torch.equal(n1, x)
+    assert n1.shape == c.shape and not torch.equal(n1, c)
     with pytest.raises(ValueError, match="kind"):
         distort(x, "rotate", 0.5)

@@ -243,29 +243,64 @@ def source_of(crops: torch.Tensor) -> torch.Tensor:
 
 
 def test_pair_batch_same_from_same_image_other_from_another(ns):
-    """pair_batch on flat images of distinct greys: shapes ``(B, n_ref, 3, s, s)``,
-    ``(B, 1, 3, s, s)`` twice; all references and the "same" query of row b come from one image,
-    the rows use distinct images, and row b's "other" query is row b-1's "same" query (a crop
-    of a different image)."""
+    """pair_batch on flat images of distinct greys: shapes ``(B, n_ref, 3, s, s)``, then
+    ``(B, 1, 3, s, s)`` three times; all references, the "same" and the "hard" query of row b come
+    from one image, the rows use distinct images, and row b's "other" query comes from row b-1's
+    image."""
     values = [0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95]
     imgs = constant_images(values)
     for seed in range(3):
-        ref, same, other = ns["pair_batch"](imgs, batch=4, n_ref=3, size=16, generator=gen(seed))
+        ref, same, other, hard = ns["pair_batch"](
+            imgs, batch=4, n_ref=3, size=16, generator=gen(seed)
+        )
         assert ref.shape == (4, 3, 3, 16, 16)
-        assert same.shape == other.shape == (4, 1, 3, 16, 16)
+        assert same.shape == other.shape == hard.shape == (4, 1, 3, 16, 16)
         src = source_of(ref)  # (4, 3)
         torch.testing.assert_close(src, src[:, :1].expand_as(src), atol=1e-6, rtol=0)
         torch.testing.assert_close(source_of(same)[:, 0], src[:, 0], atol=1e-6, rtol=0)
+        grey = hard[:, 0, 0].amax(dim=(-1, -2))  # tiles move: read the brightest pixel instead
+        torch.testing.assert_close(grey, src[:, 0], atol=1e-6, rtol=0)
         rows = [min(values, key=lambda v: abs(v - float(s))) for s in src[:, 0]]
         assert len(set(rows)) == 4  # drawn without replacement
-        assert torch.equal(other, same.roll(1, dims=0))
+        torch.testing.assert_close(source_of(other)[:, 0], src[:, 0].roll(1), atol=1e-6, rtol=0)
         assert torch.all((source_of(other)[:, 0] - src[:, 0]).abs() > 0.05)
 
 
+def test_shuffle_tiles_permutes_whole_tiles(ns):
+    """Each crop's 4x4 tiles are permuted: every output tile equals one input tile of the same
+    crop, each used once, so each crop keeps its pixels (colour mean and std); the order changes."""
+    x = torch.rand(2, 3, 3, 16, 16, generator=gen(6))
+    y = ns["shuffle_tiles"](x, tile=4, generator=gen(7))
+    assert y.shape == x.shape and not torch.equal(x, y)
+    tiles = lambda c: [c[:, i : i + 4, j : j + 4] for i in range(0, 16, 4) for j in range(0, 16, 4)]
+    for b in range(2):
+        for k in range(3):
+            src, out = tiles(x[b, k]), tiles(y[b, k])
+            used = [next(i for i, t in enumerate(src) if torch.equal(t, o)) for o in out]
+            assert sorted(used) == list(range(16))
+    stats = ns["ColourBaseline"].stats
+    torch.testing.assert_close(stats(y), stats(x))
+
+
+def test_colour_baseline_stats_are_channel_mean_and_std(ns):
+    x = torch.rand(2, 3, 3, 5, 7, generator=gen(8))
+    got = ns["ColourBaseline"].stats(x)
+    assert got.shape == (2, 3, 6)
+    for b in range(2):
+        for k in range(3):
+            for c in range(3):
+                v = x[b, k, c].flatten()
+                m = float(v.sum()) / v.numel()
+                sd = (float(((v - m) ** 2).sum()) / (v.numel() - 1)) ** 0.5
+                assert abs(float(got[b, k, c]) - m) < 1e-5
+                assert abs(float(got[b, k, 3 + c]) - sd) < 1e-5
+
+
 def test_pair_accuracy_counts_with_stand_in_discriminators(ns):
-    """pair_accuracy = (same pairs scored > 0 + other pairs scored < 0) / all pairs: an oracle
-    that compares centre greys scores 1, its negation 0, a constant +1 exactly one half and a
-    constant 0 (neither > 0 nor < 0) nothing."""
+    """pair_accuracy = (same pairs scored > 0 + negatives scored < 0) / all pairs, per kind of
+    negative: an oracle that compares centre greys scores 1 against other images and 1/2 against
+    shuffled tiles of a flat image (they are the same grey), its negation 0 and 1/2, a constant
+    +1 exactly one half and a constant 0 (neither > 0 nor < 0) nothing."""
     imgs = constant_images([0.1, 0.3, 0.5, 0.7, 0.9])
 
     def oracle(ref, query):
@@ -273,10 +308,10 @@ def test_pair_accuracy_counts_with_stand_in_discriminators(ns):
         return match.float() * 2 - 1
 
     acc = lambda D: ns["pair_accuracy"](D, imgs, trials=2, device="cpu")
-    assert acc(oracle) == 1.0
-    assert acc(lambda r, q: -oracle(r, q)) == 0.0
-    assert acc(lambda r, q: torch.ones(q.shape[:2])) == 0.5
-    assert acc(lambda r, q: torch.zeros(q.shape[:2])) == 0.0
+    assert acc(oracle) == {"other image": 1.0, "shuffled tiles": 0.5}
+    assert acc(lambda r, q: -oracle(r, q)) == {"other image": 0.0, "shuffled tiles": 0.5}
+    assert acc(lambda r, q: torch.ones(q.shape[:2])) == {"other image": 0.5, "shuffled tiles": 0.5}
+    assert acc(lambda r, q: torch.zeros(q.shape[:2])) == {"other image": 0.0, "shuffled tiles": 0.0}
 
 
 def test_cooccurrence_discriminator_aggregates_references_by_their_mean(ns):

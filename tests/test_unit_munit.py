@@ -96,7 +96,9 @@ def test_unit_objective_parts(nb12):
     model = nb12["UNIT"](ngf=4)
     D = nb12["make_discriminators"](ndf=4, device="cpu", seed=0)
     a, b = _rand(2, 3, 16, 16, seed=8), _rand(2, 3, 16, 16, seed=9)
-    total, parts, fakes = nb12["unit_generator_objective"](model, D, a, b)
+    total, parts, fakes = nb12["unit_generator_objective"](
+        model, D, a, b, generator=torch.Generator().manual_seed(0)
+    )
     for d in "AB":
         assert {f"recon_{d}", f"kl_{d}", f"cycle_{d}", f"gan_{d}"} <= set(parts)
         assert fakes[d].shape == a.shape
@@ -135,17 +137,82 @@ def test_munit_training_step_runs_and_reduces_reconstruction(nb12):
     torch.manual_seed(0)
     model = nb12["MUNIT"](ngf=4, style_dim=3)
     A, B = _rand(4, 3, 16, 16, seed=12), _rand(4, 3, 16, 16, seed=13)
-    _, history = nb12["train"](
+    D = nb12["make_discriminators"](ndf=4, device="cpu", seed=0)
+    history = nb12["train"](
         model,
+        D,
         nb12["munit_generator_objective"],
         A,
         B,
-        steps=12,
-        batch=2,
-        ndf=4,
+        config=nb12["TrainConfig"](steps=12, batch=2, lr=1e-3),
+        generator=torch.Generator().manual_seed(0),
         device="cpu",
-        lr=1e-3,
     )
     assert len(history["G"]) == 12 and len(history["D"]) == 12
     recon = history["recon_x_A"]
     assert sum(recon[-3:]) / 3 < sum(recon[:3]) / 3
+
+
+# --- routing: each discriminator sees only images of its own domain -----------------------------
+# Stub networks whose outputs carry a tag: a decoder into domain d paints the whole image TAG[d],
+# the real images of A and B have their own constant values; a recording discriminator notes the
+# set of values it was shown. Before the fix, UNIT stored G_B(z_a) (a domain-B image) under the
+# key "A", and D_A was trained on it.
+TAG = {"A": 0.125, "B": 0.875}
+REAL = {"A": 0.25, "B": 0.625}
+
+
+class _TaggingUNIT(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, x, domain):
+        return x + self.w
+
+    def decode(self, z, domain):
+        return torch.full_like(z, TAG[domain]) + 0 * z + 0 * self.w
+
+
+class _TaggingMUNIT(torch.nn.Module):
+    style_dim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = self.w = torch.nn.Parameter(torch.zeros(()))
+        self.content = {d: (lambda x: x + w) for d in "AB"}
+        self.style = {d: (lambda x: x.mean((2, 3))[:, :2] + w) for d in "AB"}
+        self.dec = {d: (lambda c, s, d=d: torch.full_like(c, TAG[d]) + 0 * c + 0 * w) for d in "AB"}
+
+
+class _RecordingD(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.seen: set[float] = set()
+
+    def forward(self, x):
+        self.seen |= {round(float(v), 4) for v in x.detach().unique()}
+        return x.mean((1, 2, 3), keepdim=True) * self.w
+
+
+@pytest.mark.parametrize(
+    "model_cls, objective",
+    [(_TaggingUNIT, "unit_generator_objective"), (_TaggingMUNIT, "munit_generator_objective")],
+)
+def test_each_discriminator_sees_only_its_own_domain(nb12, model_cls, objective):
+    D = torch.nn.ModuleDict({d: _RecordingD() for d in "AB"})
+    A, B = torch.full((3, 3, 8, 8), REAL["A"]), torch.full((3, 3, 8, 8), REAL["B"])
+    history = nb12["train"](
+        model_cls(),
+        D,
+        nb12[objective],
+        A,
+        B,
+        config=nb12["TrainConfig"](steps=2, batch=2),
+        generator=torch.Generator().manual_seed(0),
+        device="cpu",
+    )
+    assert len(history["D"]) == 2
+    for d in "AB":  # the real images of d and images decoded into d, nothing else
+        assert D[d].seen == {REAL[d], TAG[d]}, (d, D[d].seen)
