@@ -1,0 +1,1 @@
+"""Faithful re-implementations of peers' published loops, measured beside ours."""
