@@ -130,3 +130,12 @@ def test_psnr_of_known_errors(ns):
     x = torch.zeros(1, 1, 4, 5)
     assert ns["psnr"](x, x + 0.1) == pytest.approx(20.0, abs=1e-4)
     assert ns["psnr"](x, x + 0.01) == pytest.approx(40.0, abs=1e-3)
+
+
+def test_coherence_test_is_on_squared_distances(ns):
+    prefer = ns["prefer_coherence"]
+    # factor 3 (κ = 2 at the finest level): squared distances up to 3x the best match's pass ...
+    assert prefer(2.9, 1.0, 3.0) and prefer(3.0, 1.0, 3.0)
+    # ... but not 8.5x, which a test on plain distances would let through (sqrt(8.5) < 3)
+    assert not prefer(8.5, 1.0, 3.0)
+    assert prefer(0.0, 0.0, 1.0) and not prefer(1e-9, 0.0, 5.0)

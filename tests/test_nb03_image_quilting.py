@@ -108,20 +108,130 @@ def test_choose_block_respects_the_tolerance(ns):
         ns["choose_block"](errors, tolerance=-1)
 
 
-def test_cut_mask_keeps_old_pixels_left_of_and_above_the_seams(ns):
-    b, o = 6, 3
-    old, new = _rand(1, 3, b, b, seed=5), _rand(1, 3, b, b, seed=6)
-    mask = ns["cut_mask"](new, old, overlap=o, left=True, top=True)
-    assert mask.shape == (b, b) and mask.dtype == torch.bool
-    assert mask[o:, o:].all()  # outside the L-shaped overlap: all new
-    seam_v = ns["min_cut_path"](((new[..., :o] - old[..., :o]) ** 2).sum(1)[0])
-    seam_h = ns["min_cut_path"](((new[..., :o, :] - old[..., :o, :]) ** 2).sum(1)[0].T)
-    for i in range(b):
-        for j in range(b):
-            assert bool(mask[i, j]) == (j >= seam_v[i] and i >= seam_h[j])
-    only_left = ns["cut_mask"](new, old, overlap=o, left=True, top=False)
-    assert only_left[:, o:].all()
-    assert ns["cut_mask"](new, old, overlap=o, left=False, top=False).all()
+def _paths(h: int, w: int, end: int):
+    """Every connected path over rows 0..h-1 of a w-wide strip that ends at column ``end``."""
+    return [p for p in _all_seams(h, w) if p[-1] == end]
+
+
+def _l_cut_by_brute_force(e: torch.Tensor, o: int) -> torch.Tensor:
+    """The paper's L-shaped cut, from every pair of paths: the vertical one from the bottom of the
+    left strip and the horizontal one from the right end of the top strip, meeting at the corner
+    pixel where their summed cost (the meeting pixel once) is least. Returns the keep-new mask."""
+    b = e.shape[0]
+    best = None
+    for i in range(o):
+        for j in range(o):
+            # vertical: rows i..b-1 of the left strip, listed from row i down, starting at column j
+            vs = [p[::-1] for p in _paths(b - i, o, j)] if b - i > 1 else [[j]]
+            v = min(vs, key=lambda p: sum(float(e[i + r, c]) for r, c in enumerate(p)))
+            hs = [p[::-1] for p in _paths(b - j, o, i)] if b - j > 1 else [[i]]
+            hp = min(hs, key=lambda p: sum(float(e[r, j + c]) for c, r in enumerate(p)))
+            total = (
+                sum(float(e[i + r, c]) for r, c in enumerate(v))
+                + sum(float(e[r, j + c]) for c, r in enumerate(hp))
+                - float(e[i, j])
+            )
+            if best is None or total < best[0]:
+                best = (total, i, j, v, hp)
+    _, i, j, v, hp = best
+    seam_v = [j] * i + v  # column per row; straight up above the meeting point
+    seam_h = [i] * j + hp  # row per column; straight left of it
+    keep = torch.zeros(b, b, dtype=torch.bool)
+    for r in range(b):
+        for c in range(b):
+            keep[r, c] = c >= seam_v[r] and r >= seam_h[c]
+    return keep
+
+
+@pytest.mark.parametrize("b, o, seed", [(5, 2, 5), (6, 3, 6), (7, 2, 7), (6, 4, 8)])
+def test_l_shaped_cut_is_the_papers_meeting_of_two_paths(ns, b, o, seed):
+    old, new = _rand(1, 3, b, b, seed=seed), _rand(1, 3, b, b, seed=seed + 100)
+    e = ((new - old) ** 2).sum(1)[0]
+    want = _l_cut_by_brute_force(e, o)
+    for name in ("cut_mask", "cut_mask_fast"):
+        got = ns[name](new, old, overlap=o, left=True, top=True)
+        assert got.shape == (b, b) and got.dtype == torch.bool
+        assert torch.equal(got, want), name
+        assert got[o:, o:].all()  # outside the L-shaped overlap: all new
+
+
+@pytest.mark.parametrize("left, top", [(True, False), (False, True)])
+def test_single_overlap_cut_follows_min_cut_path(ns, left, top):
+    b, o = 7, 3
+    old, new = _rand(1, 3, b, b, seed=11), _rand(1, 3, b, b, seed=12)
+    e = ((new - old) ** 2).sum(1)[0]
+    seam = ns["min_cut_path"](e[:, :o] if left else e[:o, :].T)
+    idx = torch.arange(b)
+    want = idx[None, :] >= seam[:, None] if left else idx[:, None] >= seam[None, :]
+    for name in ("cut_mask", "cut_mask_fast"):
+        assert torch.equal(ns[name](new, old, overlap=o, left=left, top=top), want), name
+    assert ns["cut_mask_fast"](new, old, overlap=o, left=False, top=False).all()
+
+
+def test_scan_dp_equals_the_loop_including_ties(ns):
+    g = torch.Generator().manual_seed(13)
+    for t in range(200):
+        h, w = (
+            int(torch.randint(1, 40, (1,), generator=g)),
+            int(torch.randint(1, 9, (1,), generator=g)),
+        )
+        e = torch.rand(h, w, generator=g)
+        if t % 2:
+            e = (e * 3).floor()  # many exact ties: both must go to the smaller column
+        loop = ns["cumulative_cost"](e)
+        scan = ns["seam_costs"](e[None])[0]
+        torch.testing.assert_close(scan, loop)
+        end = int(torch.randint(h, (1,), generator=g))
+        col = int(loop[end].argmin())
+        want = ns["trace_back"](loop, end, col)
+        got = ns["trace_seams"](loop[None], torch.tensor([end]), torch.tensor([col]))[0]
+        assert torch.equal(got, want), (h, w, end)
+
+
+def test_overlap_error_with_a_precomputed_spectrum(ns):
+    texture, old = _rand(1, 3, 13, 11, seed=14), _rand(1, 3, 6, 6, seed=15)
+    plain = ns["overlap_error"](texture, old, overlap=2, left=True, top=True)
+    cached = ns["overlap_error"](
+        texture, old, overlap=2, left=True, top=True, spectrum=torch.fft.rfft2(texture)
+    )
+    torch.testing.assert_close(cached, plain)
+    assert plain.dtype == torch.float32  # no float64 on the hot path
+
+
+def test_quilt_stops_after_blocks_and_keeps_a_history(ns):
+    texture = _rand(1, 3, 16, 16, seed=16)
+    kw = dict(block=8, overlap=2, progress=False)
+    full_hist, part_hist = [], []
+    full = ns["quilt"](
+        texture, 20, generator=torch.Generator().manual_seed(3), history=full_hist, **kw
+    )
+    part = ns["quilt"](
+        texture, 20, generator=torch.Generator().manual_seed(3), history=part_hist, blocks=4, **kw
+    )
+    assert len(full_hist) == 9 and len(part_hist) == 4
+    choices = [(h["position"], h["source"]) for h in full_hist]
+    assert [(h["position"], h["source"]) for h in part_hist] == choices[:4]
+    assert full_hist[0]["errors"] is None and full_hist[1]["errors"].shape == (9, 9)
+    assert part[..., 14:, :].abs().sum() == 0  # the third row of blocks was never placed
+    torch.testing.assert_close(part[..., :6, :6], full[..., :6, :6])
+    for h in full_hist[1:]:  # each choice is within the tolerance of that block's best
+        err = h["errors"]
+        assert float(err[h["source"]]) <= float(err.min()) * 1.1 + 1e-6
+
+
+def test_seam_visibility_is_one_on_a_ramp_and_sees_a_step(ns):
+    ramp = torch.linspace(0, 1, 30).expand(1, 3, 30, 30).contiguous()
+    assert ns["seam_visibility"](ramp, block=10, overlap=2) == pytest.approx(1.0, rel=1e-4)
+    step = ramp.clone()
+    step[..., :, 8:] += 0.2  # a jump between x = 7 and 8: the first vertical strip (step 8)
+    assert ns["seam_visibility"](step.clamp(0, 1), block=10, overlap=2) > 5
+
+
+def test_likeness_is_a_correlation(ns):
+    x = _rand(1, 3, 12, 10, seed=17)
+    assert ns["likeness"](x, x) == pytest.approx(1.0, abs=1e-5)
+    assert ns["likeness"](x, 1 - x) == pytest.approx(-1.0, abs=1e-5)
+    assert ns["likeness"](0.5 * x + 0.2, x) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_quilt_shapes_values_and_reproducibility(ns):
