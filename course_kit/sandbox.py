@@ -169,7 +169,9 @@ def _pythonpath() -> str:
 
 
 def _bwrap_args(private: Path, scratch: Path, as_nobody: bool) -> list[str]:
-    args = [shutil.which("bwrap") or "bwrap", *_system_binds()]
+    # /tmp first: the folders bound below may live under /tmp (a clone in a temporary folder),
+    # and a mount made after them would hide them.
+    args = [shutil.which("bwrap") or "bwrap", *_system_binds(), "--bind", str(scratch), "/tmp"]
     made: set[str] = set()
     binds = _python_paths()
     for path in binds:
@@ -186,7 +188,7 @@ def _bwrap_args(private: Path, scratch: Path, as_nobody: bool) -> list[str]:
             args += ["--perms", "0755", "--dir", text]
             made.add(text)
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(private), INSIDE_ROOT, "--bind", str(scratch), "/tmp"]
+    args += ["--bind", str(private), INSIDE_ROOT]
     args += [
         "--unshare-net",
         "--unshare-pid",

@@ -248,7 +248,8 @@ def test_the_whole_round_trip_through_the_hub(class_server):
     )
 
     # The deadline passes (nbgrader's own late-submission handling records Bob as late).
-    due = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
+    due = now.strftime("%Y-%m-%dT%H:%M:%S")  # after Ann's submissions (to the second)
     status, _ = server.call(
         "PUT",
         f"/user/{prof}/formgrader/api/assignment/gram",
@@ -256,7 +257,7 @@ def test_the_whole_round_trip_through_the_hub(class_server):
         data={"duedate_notimezone": due, "duedate_timezone": "+0000"},
     )
     assert status == 200
-    time.sleep(2)
+    time.sleep(3)
 
     # Bob's server dies; the hub notices, starts it again, and his fetched work is still there.
     subprocess.run(["pkill", "-KILL", "-u", bob, "-f", "jupyterhub-singleuser"], check=True)
