@@ -276,7 +276,9 @@ MISTAKES = {
         ]
     },
     "generator: identity weight not relative to lambda_cyc": {
-        "cycle_generator_objective": [("+ lambda_id * lambda_cyc * (", "+ lambda_id * (")]
+        "cycle_generator_objective": [
+            ("+ lambda_id * lambda_cyc * identity", "+ lambda_id * identity")
+        ]
     },
     "generator: gan_F judged by D_Y": {
         "cycle_generator_objective": [
