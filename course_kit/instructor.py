@@ -101,6 +101,13 @@ class CoursePaths:
     def db_url(self) -> str:
         return self.coursedir.db_url
 
+    def gradebook_flags(self) -> list[str]:
+        """The gradebook settings for an ``nbgrader`` command (``--db`` overrides the config)."""
+        return [
+            f"--CourseDirectory.db_url={self.db_url}",
+            f"--CourseDirectory.course_id={self.coursedir.course_id}",
+        ]
+
     @property
     def workspace(self) -> Path:
         """The grading folder (the gradebook's folder for sqlite, else above ``submitted``)."""
@@ -122,6 +129,12 @@ def course_paths(root: Path | str, *, db_url: str | None = None) -> CoursePaths:
         config.CourseDirectory.root = str(root)
     if db_url:
         config.CourseDirectory.db_url = db_url
+    if not config.CourseDirectory.get("course_id") and not config.CourseDirectory.get(
+        "db_url", "sqlite"
+    ).startswith("sqlite"):
+        # nbgrader adds no course row for the empty id, and a database server (unlike SQLite)
+        # enforces the foreign key: use the id nbgrader's Gradebook itself defaults to
+        config.CourseDirectory.course_id = "default_course"
     cd = CourseDirectory(config=config)
     return CoursePaths(Path(cd.root), cd, config)
 
@@ -134,12 +147,24 @@ def check_database(db_url: str) -> None:
     """
     import sqlalchemy
 
+    shown = re.sub(r"//[^@/]*@", "//***@", db_url)  # never print a password
     try:
         engine = sqlalchemy.create_engine(db_url)
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as err:
+        raise RuntimeError(
+            f"cannot use the gradebook database {shown}: its driver is not installed "
+            f"({type(err).__name__}: {err}); for PostgreSQL, `pip install 'course-kit[cluster]'` "
+            "(psycopg); nothing was graded or written"
+        ) from err
+    except sqlalchemy.exc.ArgumentError as err:
+        raise RuntimeError(
+            f"`db_url` must be an SQLAlchemy URL such as postgresql://host/course or "
+            f"sqlite:////path/gradebook.db; got {shown!r} ({err}); nothing was graded or written"
+        ) from err
+    try:
         with engine.connect():
             pass
-    except Exception as err:  # noqa: BLE001 - driver missing, refused, bad URL: all the same here
-        shown = re.sub(r"//[^@/]*@", "//***@", db_url)  # never print a password
+    except Exception as err:  # noqa: BLE001 - refused, unknown host, wrong password: all unreachable
         raise RuntimeError(
             f"cannot reach the gradebook database {shown} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); nothing was graded or written"
@@ -153,12 +178,19 @@ def assignment_ids(root: Path) -> list[str]:
     return sorted(p.parent.name for p in base.glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
+def _environment_on_path() -> None:
+    """Put this environment's bin first on PATH: nbgrader runs ``alembic`` from PATH when it
+    creates a gradebook (in this process for a ``--db`` server, in ``nbgrader`` for SQLite)."""
+    here = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != here:
+        os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
+
+
 def _nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in the course root with this interpreter."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
+    _environment_on_path()  # nbgrader calls `alembic` (and kernels) from PATH
     env = dict(os.environ)
-    # nbgrader calls `alembic` (and kernels) from PATH: put this environment's bin first.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
@@ -354,6 +386,7 @@ def _register(paths: CoursePaths, assignment: str) -> Path:
         assignment,
         "--force",
         f"--CourseDirectory.release_directory={work / 'release'}",
+        *paths.gradebook_flags(),
     )
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
@@ -454,6 +487,8 @@ def _import_executed(paths: CoursePaths, assignment: str, students: list[str]) -
         paths.workspace / "executed", paths.root
     )
     config.CourseDirectory.assignment_id = assignment
+    config.CourseDirectory.db_url = paths.db_url
+    config.CourseDirectory.course_id = paths.coursedir.course_id
     config.OverwriteCells.add_missing_cells = False  # a test cell missing here scores 0 below
     config.Autograde.sanitize_preprocessors = [
         "nbgrader.preprocessors.DeduplicateIds",
@@ -562,6 +597,7 @@ def grade(
     root = paths.root
     if db_url:
         check_database(db_url)
+    _environment_on_path()
     _check_assignment(root, assignment)
     submissions = Path(submissions)
     if not submissions.exists():
@@ -700,7 +736,9 @@ def grade(
 
     feedback_students = [s for s in rows if s not in failures]
     if feedback_students:
-        _nbgrader(root, "generate_feedback", assignment, "--force", check=False)
+        _nbgrader(
+            root, "generate_feedback", assignment, "--force", *paths.gradebook_flags(), check=False
+        )
     with Gradebook(paths.db_url) as gb:
         max_score = float(gb.find_assignment(assignment).max_score)
         for student, row in rows.items():
@@ -742,7 +780,9 @@ def grade(
             )
     out = [rows[s] for s in sorted(rows)]
     _write_csv(work / f"grades_{assignment}.csv", assignment, out)
-    _nbgrader(root, "export", "--to", str(work / "grades.csv"), check=False)
+    _nbgrader(
+        root, "export", "--to", str(work / "grades.csv"), *paths.gradebook_flags(), check=False
+    )
     return out
 
 
