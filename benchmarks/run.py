@@ -18,6 +18,7 @@ BENCHMARKS = [
     "benchmarks.notebooks_quick",
     "benchmarks.grading",
     "benchmarks.grading_scale",
+    "benchmarks.gpu",
 ]
 # benchmarks.setup_cost (a fresh clone's `make setup`: minutes, gigabytes) runs only by hand
 

@@ -1,6 +1,7 @@
-"""Neural style transfer: time per step of notebook 07's loop vs a bare VGG forward + backward.
+"""Neural style transfer: time per step of notebook 07's loop and of PyTorch's tutorial (peer).
 
-    .venv/bin/python -m benchmarks.style_transfer [--sizes 256 512] [--steps 3]
+    .venv/bin/python -m benchmarks.style_transfer [--sizes 256 512] [--steps 4] [--rounds 3]
+        [--device cuda] [--peer-unfrozen]
 
 The loop is notebook 07's ``style_transfer`` (taken from the notebook's cells tagged
 ``testable``) run with Adam, so that every step is exactly one loss evaluation. The baseline is
@@ -8,7 +9,18 @@ one forward pass of the same VGG-19 up to the same layers and one backward pass 
 A third column writes the same objective out by hand (forward, the notebook's losses, backward,
 an Adam step), which splits the loop's extra time into the cost of the losses themselves (Gram
 matrices, gradient accumulation at the loss layers) and the loop machinery (progress bar,
-history, clamping). Prints a Markdown table.
+history, clamping).
+
+The peer columns time ``benchmarks/peers/style_transfer_peer.py``, our re-implementation of the
+"Neural Transfer Using PyTorch" tutorial's loop as currently published (VGG weights frozen;
+``--peer-unfrozen`` times its older loop, which did not freeze them): one call of its L-BFGS
+closure (clamp, forward through the model with its loss layers, weighted sum, backward) per
+step, against a bare forward + backward to the pixels through the **same** layers the tutorial
+keeps (normalisation, torchvision's VGG-19 up to ``conv_5`` = conv3_1, max pooling). The
+tutorial's network stops much earlier than the notebook's (conv3_1 against relu5_1), so compare
+each step with its own bare pass ("loop vs bare", "peer vs peer bare"), not the absolute
+seconds. All columns are measured in the same interleaved rounds, on the same random images,
+with random weights (nothing is downloaded). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from benchmarks.peers import style_transfer_peer as peer  # noqa: E402
 from course_kit.nbrun import tagged_namespace  # noqa: E402
 from course_lib.device import pick_device, synchronize  # noqa: E402
 from course_lib.features import VGGFeatures  # noqa: E402
@@ -79,6 +92,20 @@ def measure(ns: dict, vgg, content, style, steps: int, device) -> tuple[float, f
     return bare, hand, (more - one) / steps
 
 
+def bare_peer_step(bare: torch.nn.Sequential, image: torch.Tensor) -> None:
+    """Forward + backward to the pixels through the peer's layers, without its loss modules."""
+    x = image.detach().clone().requires_grad_(True)
+    bare(x).sum().backward()
+
+
+def measure_peer(closure, bare: torch.nn.Sequential, content, steps: int, device):
+    """Seconds per step: the peer's bare pass and one call of its L-BFGS closure."""
+    return (
+        timed(lambda: bare_peer_step(bare, content), device, steps),
+        timed(closure, device, steps),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -87,35 +114,56 @@ def main() -> None:
         "--rounds",
         type=int,
         default=3,
-        help="interleaved repetitions of the three measurements; the table shows medians",
+        help="interleaved repetitions of all the measurements; the table shows medians",
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the best there is)")
+    parser.add_argument(
+        "--peer-unfrozen",
+        action="store_true",
+        help="time the tutorial's older loop, which did not freeze VGG's weights",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds and --steps must be >= 1; got {args.rounds} and {args.steps}")
+    if min(args.sizes) < 4:
+        parser.error(f"--sizes must be >= 4 (VGG pools twice before conv3_1); got {args.sizes}")
     ns = tagged_namespace(ROOT / "notebooks/07_neural_style_transfer.ipynb")
     device = torch.device(args.device) if args.device else pick_device()
     layers = ns["STYLE_LAYERS"] + [ns["CONTENT_LAYER"]]
     vgg = VGGFeatures(layers, weights="random", pooling="avg").to(device)
+    cnn = peer.random_vgg19_features().to(device)
     gen = torch.Generator().manual_seed(0)
+    version = "older, VGG not frozen" if args.peer_unfrozen else "as published, VGG frozen"
     print(
         f"device: {device}, torch threads: {torch.get_num_threads()}, "
-        f"median of {args.rounds} interleaved rounds of {args.steps} steps\n"
+        f"median of {args.rounds} interleaved rounds of {args.steps} steps; "
+        f"peer: PyTorch's tutorial loop ({version})\n"
     )
     print(
         "| size | bare VGG fwd+bwd (s) | + losses, by hand (s) | notebook loop step (s) "
-        "| loop vs bare | loop vs by hand | spread of loop vs by hand |"
+        "| loop vs bare | loop vs by hand | spread of loop vs by hand | peer bare fwd+bwd (s) "
+        "| peer step (s) | peer vs peer bare | spread of peer vs peer bare |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         content = torch.rand((1, 3, n, n), generator=gen).to(device)
         style = torch.rand((1, 3, n, n), generator=gen).to(device)
-        rounds = [measure(ns, vgg, content, style, args.steps, device) for _ in range(args.rounds)]
-        bare, hand, step = (statistics.median(r[i] for r in rounds) for i in range(3))
+        closure, _, model = peer.build_peer(content, style, cnn=cnn, freeze=not args.peer_unfrozen)
+        bare_peer = peer.bare_model(model)
+        rounds = []
+        for _ in range(args.rounds):
+            kit = measure(ns, vgg, content, style, args.steps, device)
+            rounds.append(kit + measure_peer(closure, bare_peer, content, args.steps, device))
+        bare, hand, step, p_bare, p_step = (
+            statistics.median(r[i] for r in rounds) for i in range(5)
+        )
         spread = [100 * (r[2] / r[1] - 1) for r in rounds]
+        p_spread = [100 * (r[4] / r[3] - 1) for r in rounds]
         print(
             f"| {n} | {bare:.3f} | {hand:.3f} | {step:.3f} | {100 * (step / bare - 1):+.0f}% "
-            f"| {100 * (step / hand - 1):+.0f}% | {min(spread):+.0f}% … {max(spread):+.0f}% |"
+            f"| {100 * (step / hand - 1):+.0f}% | {min(spread):+.0f}% … {max(spread):+.0f}% "
+            f"| {p_bare:.3f} | {p_step:.3f} | {100 * (p_step / p_bare - 1):+.0f}% "
+            f"| {min(p_spread):+.0f}% … {max(p_spread):+.0f}% |"
         )
 
 

@@ -20,6 +20,7 @@ CASES = {
     "benchmarks.setup_cost": ["--dry-run"],
     "benchmarks.grading": ["--students", "1", "--modes", "none", "--timeout", "30"],
     "benchmarks.grading_scale": ["--students", "2", "--no-dask", "--timeout", "30"],
+    "benchmarks.gpu": ["--scale", "0.25", "--steps", "1", "--repeats", "1"],
 }
 
 
