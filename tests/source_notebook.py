@@ -254,3 +254,36 @@ def cells_without_reports(path: Path) -> list[str]:
     """Grade cells whose source holds no ``report(`` call."""
     cells = cells_by_id(path)
     return [gid for gid in grade_ids(path) if "report(" not in cells[gid].source]
+
+
+def owner_of(owners: list[tuple[str, str]]):
+    """``gid -> the answer function its cell tests``, from (grade-id prefix, function) pairs
+    (longest prefixes first)."""
+
+    def owner(gid: str) -> str:
+        return next(fn for prefix, fn in owners if gid.startswith(prefix))
+
+    return owner
+
+
+def check_grading(path: Path, *, total: float, min_cells: int) -> None:
+    """The assignment's grading is whole: every grade cell reports to the judge, the solution's
+    reports cover every grade cell (at least ``min_cells``) and score full marks, the points sum
+    to ``total``, and at least a third of them are visible."""
+    gids = grade_ids(path)
+    assert cells_without_reports(path) == []
+    assert set(solution_reports(path)) == set(gids) and len(gids) >= min_cells
+    assert score(path) == points(path)
+    assert sum(points(path).values()) == total
+    assert visible_share(path) >= 1 / 3
+
+
+def check_mistake(path: Path, name: str, mutations: dict, owners: list[tuple[str, str]]) -> None:
+    """The mistake ``name`` (edits of one answer cell: ``{answer id: [(old, new), ...]}``) loses
+    points, and only in the grade cells that test that answer."""
+    [fn] = mutations
+    got, full = score(path, mutations), points(path)
+    lost = {gid for gid in full if got[gid] < full[gid]}
+    assert lost, f"{name!r} keeps {sum(got.values())}/{sum(full.values())}"
+    owner = owner_of(owners)
+    assert {owner(gid) for gid in lost} == {fn}, f"{name!r} also loses {sorted(lost)}"

@@ -8,12 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 from source_notebook import (
-    cells_without_reports,
+    check_grading,
+    check_mistake,
     grade_ids,
-    points,
-    score,
-    solution_reports,
-    visible_share,
 )
 from torch import nn
 
@@ -178,19 +175,8 @@ OWNERS = [
 ]
 
 
-def owner(gid: str) -> str:
-    return next(fn for prefix, fn in OWNERS if gid.startswith(prefix))
-
-
-def test_every_grade_cell_reports_and_the_solution_scores_full_marks():
-    assert cells_without_reports(NB) == []
-    assert set(solution_reports(NB)) == set(GRADE_CELLS) and len(GRADE_CELLS) >= 14
-    assert score(NB) == points(NB)
-
-
-def test_points_visible_share():
-    assert sum(points(NB).values()) == 26
-    assert visible_share(NB) >= 1 / 3
+def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
+    check_grading(NB, total=26, min_cells=14)
 
 
 def test_no_algorithms_card_reference():
@@ -459,9 +445,4 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_mistake_loses_points_only_in_its_own_tests(mistake):
-    mutations = MISTAKES[mistake]
-    [fn] = mutations
-    got, full = score(NB, mutations), points(NB)
-    lost = {gid for gid in full if got[gid] < full[gid]}
-    assert lost, f"{mistake!r} keeps {sum(got.values())}/{sum(full.values())}"
-    assert {owner(gid) for gid in lost} == {fn}, f"{mistake!r} also loses {sorted(lost)}"
+    check_mistake(NB, mistake, MISTAKES[mistake], OWNERS)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 from source_notebook import (
-    cells_without_reports,
+    check_grading,
+    check_mistake,
     grade_ids,
-    points,
-    score,
-    solution_reports,
-    visible_share,
 )
 
 from course_kit.nbrun import ROOT, tagged_namespace
@@ -152,28 +149,16 @@ def test_synthesise_is_the_documented_adam_loop(ns):
 
 # Which function each grade cell tests (by grade-id prefix): a mistake in one function must cost
 # points only in that function's cells (the others' tests swap in reference implementations).
-OWNER = {
-    "gram_": "gram_matrix",
-    "style_": "style_loss",
-    "gatys_": "gatys_layer_loss",
-    "synth_": "synthesise",
-}
+OWNERS = [
+    ("gram_", "gram_matrix"),
+    ("style_", "style_loss"),
+    ("gatys_", "gatys_layer_loss"),
+    ("synth_", "synthesise"),
+]
 
 
-def owner(gid: str) -> str:
-    return next(fn for prefix, fn in OWNER.items() if gid.startswith(prefix))
-
-
-def test_every_grade_cell_reports_and_the_solution_scores_full_marks():
-    assert cells_without_reports(NB) == []
-    reports = solution_reports(NB)
-    assert set(reports) == set(GRADE_CELLS) and len(GRADE_CELLS) >= 12
-    assert score(NB) == points(NB)
-
-
-def test_points_visible_share():
-    assert sum(points(NB).values()) == 19  # 7 of them visible
-    assert visible_share(NB) >= 1 / 3
+def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
+    check_grading(NB, total=19, min_cells=12)
 
 
 # mistake -> edits (``old -> new``) by answer cell
@@ -323,9 +308,4 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_mistake_loses_points_only_in_its_own_tests(mistake):
-    mutations = MISTAKES[mistake]
-    [fn] = mutations
-    got, full = score(NB, mutations), points(NB)
-    lost = {gid for gid in full if got[gid] < full[gid]}
-    assert lost, f"{mistake!r} keeps {sum(got.values())}/{sum(full.values())}"
-    assert {owner(gid) for gid in lost} == {fn}, f"{mistake!r} also loses {sorted(lost)}"
+    check_mistake(NB, mistake, MISTAKES[mistake], OWNERS)

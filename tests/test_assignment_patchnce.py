@@ -14,12 +14,9 @@ import math
 import pytest
 import torch
 from source_notebook import (
-    cells_without_reports,
+    check_grading,
+    check_mistake,
     grade_ids,
-    points,
-    score,
-    solution_reports,
-    visible_share,
 )
 from torch.nn import functional as F
 
@@ -181,19 +178,8 @@ OWNERS = [
 ]
 
 
-def owner(gid: str) -> str:
-    return next(fn for prefix, fn in OWNERS if gid.startswith(prefix))
-
-
-def test_every_grade_cell_reports_and_the_solution_scores_full_marks():
-    assert cells_without_reports(NB) == []
-    assert set(solution_reports(NB)) == set(GRADE_CELLS) and len(GRADE_CELLS) >= 13
-    assert score(NB) == points(NB)
-
-
-def test_points_visible_share():
-    assert sum(points(NB).values()) == 19
-    assert visible_share(NB) >= 1 / 3
+def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
+    check_grading(NB, total=19, min_cells=13)
 
 
 def test_no_reference_of_the_loss_outside_hidden_tests():
@@ -380,9 +366,4 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_mistake_loses_points_only_in_its_own_tests(mistake):
-    mutations = MISTAKES[mistake]
-    [fn] = mutations
-    got, full = score(NB, mutations), points(NB)
-    lost = {gid for gid in full if got[gid] < full[gid]}
-    assert lost, f"{mistake!r} keeps {sum(got.values())}/{sum(full.values())}"
-    assert {owner(gid) for gid in lost} == {fn}, f"{mistake!r} also loses {sorted(lost)}"
+    check_mistake(NB, mistake, MISTAKES[mistake], OWNERS)

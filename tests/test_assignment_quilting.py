@@ -14,12 +14,9 @@ import itertools
 import numpy as np
 import pytest
 from source_notebook import (
-    cells_without_reports,
+    check_grading,
+    check_mistake,
     grade_ids,
-    points,
-    score,
-    solution_reports,
-    visible_share,
 )
 
 from course_kit.nbrun import ROOT, tagged_namespace
@@ -193,19 +190,8 @@ OWNERS = [  # grade-id prefix -> the function its cells test (longest prefixes f
 ]
 
 
-def owner(gid: str) -> str:
-    return next(fn for prefix, fn in OWNERS if gid.startswith(prefix))
-
-
-def test_every_grade_cell_reports_and_the_solution_scores_full_marks():
-    assert cells_without_reports(NB) == []
-    assert set(solution_reports(NB)) == set(GRADE_CELLS) and len(GRADE_CELLS) >= 18
-    assert score(NB) == points(NB)
-
-
-def test_points_visible_share():
-    assert sum(points(NB).values()) == 22
-    assert visible_share(NB) >= 1 / 3
+def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
+    check_grading(NB, total=22, min_cells=18)
 
 
 ROWS = "    rows, cols = (max(1, int(np.ceil((n - overlap) / step))) for n in (out_h, out_w))\n"
@@ -429,9 +415,4 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_mistake_loses_points_only_in_its_own_tests(mistake):
-    mutations = MISTAKES[mistake]
-    [fn] = mutations
-    got, full = score(NB, mutations), points(NB)
-    lost = {gid for gid in full if got[gid] < full[gid]}
-    assert lost, f"{mistake!r} keeps {sum(got.values())}/{sum(full.values())}"
-    assert {owner(gid) for gid in lost} == {fn}, f"{mistake!r} also loses {sorted(lost)}"
+    check_mistake(NB, mistake, MISTAKES[mistake], OWNERS)
