@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
-from nbclient import NotebookClient
 
-from course_kit.nbrun import ROOT, guard_cell
+from course_kit.nbrun import ROOT, guard_cell, kernel_client
 
 PINS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "COURSE_THREADS")
 # the last cell writes the kernel's CPU time to a file (printing could be captured by a widget)
@@ -57,16 +55,7 @@ def run_notebook(path: Path, extra_env: dict[str, str], timeout: int) -> dict[st
     status, cpu, threads = "ok", float("nan"), "?"
     start = time.perf_counter()
     try:
-        km = KernelManager(
-            kernel_name="python3", transport="ipc", ip=os.path.join(sockets.name, "kernel")
-        )
-        client = NotebookClient(
-            nb,
-            km=km,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
+        client = kernel_client(nb, path, timeout=timeout, sockets=sockets.name)
         client.execute()
         with open(cpu_file) as f:
             cpu = float(f.read())

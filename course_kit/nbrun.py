@@ -74,6 +74,25 @@ def failure_message(err: CellExecutionError) -> str:
     return f"{where}: {cell} failed: {err.ename}: {err.evalue}\n{err}"
 
 
+def kernel_client(
+    nb: nbformat.NotebookNode, path: Path, *, timeout: int, sockets: str
+) -> NotebookClient:
+    """A client that runs ``nb`` (read from ``path``, whose folder is the working directory) in a
+    fresh ``python3`` kernel talking over Unix sockets in the folder ``sockets``.
+
+    Unix sockets, not TCP: with several kernels starting at once, two could be handed the same
+    free TCP port, and a lost message leaves the client waiting until the timeout.
+    """
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+    return NotebookClient(
+        nb,
+        km=km,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(Path(path).parent)}},
+    )
+
+
 def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: dict | None = None):
     """Run ``path`` in a fresh kernel; returns (executed notebook, seconds).
 
@@ -95,18 +114,7 @@ def execute(path: str | Path, *, quick: bool = True, timeout: int = 600, env: di
     os.environ.update(env or {})
     sockets = tempfile.TemporaryDirectory(prefix="course-kit-kernel-")
     try:
-        # Unix sockets, not TCP: with several kernels starting at once, two could be handed the
-        # same free TCP port, and a lost message leaves the client waiting until the timeout.
-        km = KernelManager(
-            kernel_name="python3", transport="ipc", ip=os.path.join(sockets.name, "kernel")
-        )
-        client = NotebookClient(
-            nb,
-            km=km,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
+        client = kernel_client(nb, path, timeout=timeout, sockets=sockets.name)
         start = time.perf_counter()
         try:
             client.execute()
