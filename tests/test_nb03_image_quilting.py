@@ -95,6 +95,14 @@ def test_overlap_error_matches_a_masked_brute_force(ns, left, top):
     loop = ns["overlap_error_loop"](texture, old, overlap=o, left=left, top=top)
     torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loop, want, atol=1e-5, rtol=1e-5)
+    energy = ns["strip_energy"](texture, b, o, left=left, top=top)
+    window = lambda y, x: texture[0, :, y : y + b, x : x + b]  # noqa: E731
+    direct = torch.stack(  # Σ mask · texture² over each candidate block, one block at a time
+        [(window(y, x) ** 2 * mask).sum() for y in range(5) for x in range(7)]
+    ).view(5, 7)
+    torch.testing.assert_close(energy, direct, atol=1e-5, rtol=1e-5)
+    given = ns["overlap_error"](texture, old, overlap=o, left=left, top=top, energy=energy)
+    torch.testing.assert_close(given, fast)
 
 
 def test_choose_block_respects_the_tolerance(ns):
@@ -181,6 +189,8 @@ def test_scan_dp_equals_the_loop_including_ties(ns):
         loop = ns["cumulative_cost"](e)
         scan = ns["seam_costs"](e[None])[0]
         torch.testing.assert_close(scan, loop)
+        chunk = 1 + t % 9  # any chunk length gives the same costs (rows padded with identities)
+        torch.testing.assert_close(ns["seam_costs"](e[None], chunk=chunk)[0], loop)
         end = int(torch.randint(h, (1,), generator=g))
         col = int(loop[end].argmin())
         want = ns["trace_back"](loop, end, col)
