@@ -33,7 +33,7 @@ def test_gaussian_pyramid_shapes_and_constants(ns):
 
 
 def test_neighbourhoods_match_a_loop_with_repeated_edges(ns):
-    img = _rand(5, 7, seed=1).numpy()
+    img = _rand(5, 7, seed=1)
     got = ns["neighbourhoods"](img, 3)
     assert got.shape == (5, 7, 9)
     for y in range(5):
@@ -43,18 +43,27 @@ def test_neighbourhoods_match_a_loop_with_repeated_edges(ns):
                 for dy in (-1, 0, 1)
                 for dx in (-1, 0, 1)
             ]
-            np.testing.assert_allclose(got[y, x], want)
+            torch.testing.assert_close(got[y, x], torch.stack(want))
 
 
 def test_causal_features_are_the_pixels_before_the_centre(ns):
-    padded = _rand(8, 9, seed=2).numpy()  # a 4 x 5 image padded by 2
+    padded = _rand(8, 9, seed=2).double()  # a 4 x 5 image padded by 2
     got = ns["causal_features"](padded)
-    assert got.shape == (4, 5, 12)
-    w5 = ns["W5"]
+    assert got.shape == (4, 5, 12) and got.dtype == torch.float64
+    w5 = torch.from_numpy(ns["W5"])
     y, x = 1, 3
     window = padded[y : y + 5, x : x + 5]
-    want = np.concatenate([window[0], window[1], window[2, :2]]) * w5[:12]
-    np.testing.assert_allclose(got[y, x], want)
+    want = torch.cat([window[0], window[1], window[2, :2]]) * w5[:12]
+    torch.testing.assert_close(got[y, x], want)
+
+
+def test_pad_with_repeats_the_guess_edges_around_the_image(ns):
+    image, guess = _rand(3, 4, seed=20), _rand(3, 4, seed=21)
+    out = ns["pad_with"](image, guess)
+    assert out.shape == (7, 8)
+    torch.testing.assert_close(out[2:-2, 2:-2], image)
+    assert float(out[0, 0]) == float(guess[0, 0]) and float(out[-1, 3]) == float(guess[-1, 1])
+    assert float(guess[1, 1]) != float(image[1, 1])  # the guess is not written into
 
 
 def test_best_match_is_the_brute_force_nearest_neighbour(ns):
@@ -97,7 +106,8 @@ def test_analogy_with_b_equal_to_a_gives_back_a_prime(ns, kappa):
     out, source = ns["image_analogy"](a, a_prime, a, levels=2, kappa=kappa, progress=False)
     assert out.shape == (1, 1, 8, 12)
     torch.testing.assert_close(out, a_prime, atol=1e-5, rtol=0)
-    np.testing.assert_array_equal(source, np.arange(8 * 12).reshape(8, 12))
+    assert source.dtype == torch.long
+    assert torch.equal(source, torch.arange(8 * 12).reshape(8, 12))
 
 
 def test_analogy_coherence_weight_makes_larger_pieces(ns):
@@ -106,7 +116,7 @@ def test_analogy_coherence_weight_makes_larger_pieces(ns):
 
     def continued(kappa):  # fraction of pixels that continue their left neighbour's piece
         _, src = ns["image_analogy"](a, a_prime, b, levels=1, kappa=kappa, progress=False)
-        return float(np.mean(src[:, 1:] == src[:, :-1] + 1))
+        return float((src[:, 1:] == src[:, :-1] + 1).double().mean())
 
     assert continued(1e6) > 0.8 and continued(0.0) < 0.5
 
@@ -119,11 +129,39 @@ def test_analogy_colour_modes_and_errors(ns):
     assert yiq.shape == copy.shape == (1, 3, 8, 8)
     assert 0 <= float(yiq.min()) and float(yiq.max()) <= 1
     flat = a_prime[0].flatten(1)  # (3, 64)
-    torch.testing.assert_close(copy[0].flatten(1), flat[:, torch.from_numpy(src).flatten()])
+    torch.testing.assert_close(copy[0].flatten(1), flat[:, src.flatten()])
     with pytest.raises(ValueError, match="color"):
         ns["image_analogy"](a, a_prime, b, levels=1, color="rgb", progress=False)
     with pytest.raises(ValueError, match="a_prime"):
         ns["image_analogy"](a, a_prime[..., :4], b, levels=1, progress=False)
+    with pytest.raises(ValueError, match="method.*'wavefront' or 'scan'.*'fast'"):
+        ns["image_analogy"](a, a_prime, b, levels=1, method="fast", progress=False)
+
+
+@pytest.mark.parametrize("kappa, levels, seed", [(0.0, 1, 30), (2.0, 2, 31), (25.0, 3, 32)])
+def test_wavefront_makes_the_scan_lines_choices(ns, kappa, levels, seed):
+    """Same B' and source map, pixel for pixel, from both methods (float64 on the CPU)."""
+    a, b = _rand(1, 3, 16, 24, seed=seed), _rand(1, 3, 12, 20, seed=seed + 1)
+    a_prime = (a.flip(-1) * 0.7 + a.roll(3, -2) * 0.3).clamp(0, 1)
+    kw = dict(levels=levels, kappa=kappa, progress=False)
+    scan, s_scan = ns["image_analogy"](a, a_prime, b, method="scan", **kw)
+    wave, s_wave = ns["image_analogy"](a, a_prime, b, method="wavefront", **kw)
+    assert torch.equal(s_scan, s_wave)
+    torch.testing.assert_close(wave, scan, atol=0, rtol=0)
+
+
+def test_wavefront_breaks_ties_like_the_scan(ns):
+    """Small-integer features and A' = 0: every distance is exact in any summation order, and
+    many tie, between distinct candidates too; both must take the smaller index of A."""
+    g = torch.Generator().manual_seed(40)
+    f_a = torch.randint(0, 2, (8, 10, 3), generator=g).double()  # 8 distinct features for 80
+    f_b = torch.randint(0, 2, (6, 7, 3), generator=g).double()
+    level = (f_a, torch.zeros(12, 14, dtype=torch.float64), f_b, torch.zeros(10, 11).double())
+    for factor in (1.0, 3.0):
+        _, src = ns["synthesise_level_wavefront"](*level, coherence_factor=factor, progress=False)
+        _, src_loop = ns["synthesise_level"](*(t.numpy() for t in level), coherence_factor=factor)
+        assert src.shape == (6, 7) and torch.equal(src, torch.from_numpy(src_loop)), factor
+        assert int(src.max()) < 80
 
 
 def test_psnr_of_known_errors(ns):
