@@ -16,15 +16,19 @@ Per row and device: one warm-up call, then ``--repeats`` calls, each timed with
 median and (min-max) wall seconds, and the CPU / CUDA ratio of the medians, measured in the same
 run. After each CUDA call every tensor of the result (images, trained networks' parameters and
 buffers) must be on CUDA: the "stays on device" column (a row that leaves one on the host is
-marked "no" and the script exits with status 1). ``--scale`` shrinks every image side (0.25 for
-the test); ``--steps`` sets the steps of rows 05-14.
+marked "no" and the script exits with status 1). The last column counts the host reads of one
+more call on the first device (:func:`host_reads`): on CUDA each is a wait for the device.
+``--scale`` shrinks every image side (0.25 for the test); ``--steps`` sets the steps of rows
+05-14.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -374,6 +378,55 @@ def tensors(result: object) -> list[torch.Tensor]:
     return []
 
 
+# What brings a tensor's values to the host: on CUDA each call waits for the device. Counted
+# when the kit's or a notebook's code makes the call (not torch's own internals, such as an
+# optimiser reading its step counter, which it keeps on the CPU), on whatever device a row runs:
+# on the CPU an upper bound of the waits a GPU run would make, since a CPU tensor's ``int()`` (a
+# random draw from a CPU generator, say) counts too. Not counted: operations whose output size
+# depends on the data (boolean-mask indexing, ``unique``), which wait on CUDA as well; the
+# commonest, ``nonzero``, is counted.
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__int__", "__float__", "__bool__", "__index__")
+TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+@contextlib.contextmanager
+def host_reads():
+    """Count, by name, the calls of :data:`HOST_READS` and of ``nonzero`` (method and function)
+    made inside the block: yields a ``collections.Counter`` filled as the block runs."""
+    counts: collections.Counter = collections.Counter()
+
+    def counting(name: str, method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            if not sys._getframe(1).f_code.co_filename.startswith(TORCH_DIR):
+                counts[name] += 1
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    own = {name: torch.Tensor.__dict__.get(name) for name in (*HOST_READS, "nonzero")}
+    function = torch.nonzero
+    for name in own:
+        setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    torch.nonzero = counting("nonzero", function)
+    try:
+        yield counts
+    finally:
+        torch.nonzero = function
+        for name, method in own.items():
+            if method is None:  # inherited from torch._C.TensorBase: remove the wrapper
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, method)
+
+
+def reads_per_call(run: Callable[[], object]) -> int:
+    """Host reads (see :func:`host_reads`) of one call of ``run``."""
+    with quiet(), host_reads() as counts:
+        run()
+    return sum(counts.values())
+
+
 def measure(run: Callable[[], object], device: torch.device, repeats: int):
     """Wall seconds of ``repeats`` calls after one warm-up, and the last call's result."""
     times = []
@@ -405,22 +458,25 @@ def on_device(result: object, device: torch.device) -> str:
     return f"no ({len(away)} of {len(found)} tensors on {where})"
 
 
-def time_row(row: Row, ns: dict, devices: list[torch.device], args) -> tuple[str, dict, str]:
-    """(what is timed, device type -> seconds or the error, stays-on-device text)."""
-    work, cells, kept = "", {}, "—"
+def time_row(row: Row, ns: dict, devices: list[torch.device], args) -> tuple[str, dict, str, str]:
+    """(what is timed, device type -> seconds or the error, stays-on-device text, host reads of
+    one call on the first device, after the timed calls)."""
+    work, cells, kept, reads = "", {}, "—", "—"
     for device in devices:
         try:
             torch.manual_seed(0)
             with quiet():
                 work, run = row.build(ns, device, args.scale, args.steps)
             times, result = measure(run, device, args.repeats)
+            if reads == "—":
+                reads = str(reads_per_call(run))
         except Exception as err:  # noqa: BLE001 - reported in the table, the run goes on
             cells[device.type] = f"failed: {type(err).__name__}: {str(err)[:80]}"
             continue
         cells[device.type] = times
         if device.type == "cuda":
             kept = on_device(result, device)
-    return work, cells, kept
+    return work, cells, kept, reads
 
 
 def machine_line(devices: list[torch.device], args) -> str:
@@ -500,17 +556,20 @@ def main() -> int:
 
     no_cuda = "— (not run)" if torch.cuda.is_available() else "—, no CUDA here"
     print(machine_line(devices, args))
-    print("| notebook | main loop | work | cpu s | cuda s | cpu / cuda | stays on device |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| notebook | main loop | work | cpu s | cuda s | cpu / cuda | stays on device "
+        "| host reads per call |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     status = 0
     for row in rows:
-        work, cells, kept = time_row(row, spaces[row.number], devices, args)
+        work, cells, kept, reads = time_row(row, spaces[row.number], devices, args)
         failed = any(isinstance(v, str) for v in cells.values()) or kept.startswith("no")
         status = status or int(failed)
         print(
             f"| {row.number} {row.title} | {row.loop} | {work} | "
             f"{cell(cells, 'cpu', '— (not run)')} | {cell(cells, 'cuda', no_cuda)} | "
-            f"{ratio(cells)} | {kept} |",
+            f"{ratio(cells)} | {kept} | {reads} |",
             flush=True,
         )
     return status

@@ -41,7 +41,9 @@ def check_image(
         name: the argument's name, used in the message.
         channels: allowed channel counts (e.g. ``3`` or ``(1, 3)``); ``None`` allows any.
         min_size: smallest allowed ``H`` and ``W`` (an int for both, or ``(h, w)``).
-        finite: reject NaN and infinite values.
+        finite: reject NaN and infinite values; checked for CPU tensors only: on a GPU the check
+            would make the host wait for the device at every call (several times a training
+            step, since networks check their inputs).
 
     Returns:
         ``x`` unchanged.
@@ -70,7 +72,7 @@ def check_image(
             raise ValueError(
                 f"`{name}` must be at least {mh}x{mw} pixels; got {x.shape[2]}x{x.shape[3]}"
             )
-    if finite and not torch.isfinite(x).all():
+    if finite and x.device.type == "cpu" and not torch.isfinite(x).all():
         raise ValueError(f"`{name}` contains NaN or infinite values")
     return x
 

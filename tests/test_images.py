@@ -127,3 +127,16 @@ def test_device_and_dtype_follow_input():
     assert images.rgb_to_yiq(x).dtype == torch.float64
     resized = images.resize(x, 2)
     assert resized.dtype == torch.float64 and resized.device == x.device
+
+
+def test_image_checks_read_no_values_off_the_host():
+    """On a device the finiteness check would wait for it at every call: it runs on the CPU only.
+    A tensor on the ``meta`` device has no values at all, so any read of them raises."""
+    from course_lib._checks import check_image
+
+    meta = torch.empty(1, 3, 8, 8, device="meta")
+    assert check_image(meta, "x", channels=3, min_size=4) is meta  # shapes and dtype only
+    with pytest.raises(ValueError, match="`x` must have 1 channels"):
+        check_image(meta, "x", channels=1)
+    with pytest.raises(ValueError, match="NaN"):  # on the CPU the values are checked
+        check_image(torch.full((1, 3, 8, 8), float("nan")), "x")

@@ -41,3 +41,61 @@ def test_benchmark_prints_a_table(module: str) -> None:
     header, data = rows[0].split("|")[1:-1], rows[2].split("|")[1:-1]
     assert len(data) == len(header), (rows[0], rows[2])
     assert any(any(ch.isdigit() for ch in cell) for cell in data[1:]), rows[2]
+
+
+def test_host_reads_counts_reads_by_our_code_and_restores_torch():
+    import torch
+
+    from benchmarks.gpu import host_reads
+
+    before = dict(torch.Tensor.__dict__)
+    x = torch.arange(6.0)
+    with host_reads() as counts:
+        int(x[2]), float(x[3]), x.tolist(), x.sum().item(), torch.nonzero(x > 2), bool(x[1])
+        torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1).step()  # torch's own: not
+    assert dict(counts) == {
+        "__int__": 1, "__float__": 1, "tolist": 1, "item": 1, "nonzero": 1, "__bool__": 1
+    }  # fmt: skip
+    assert dict(torch.Tensor.__dict__) == before and torch.nonzero.__module__ != __name__
+    with host_reads() as counts:
+        pass
+    assert not counts and int(x[2]) == 2
+
+
+def test_image_analogy_reads_the_host_per_level_not_per_pixel():
+    """The wavefront's host reads do not grow with the image: on a GPU it waits per level."""
+    import torch
+
+    from benchmarks.gpu import host_reads
+    from course_kit.nbrun import tagged_namespace
+
+    ns = tagged_namespace(ROOT / "notebooks/04_image_analogies.ipynb")
+    reads = []
+    for n in (16, 32):
+        a = torch.rand(1, 1, n, n, generator=torch.Generator().manual_seed(n))
+        with host_reads() as counts:
+            ns["image_analogy"](a, 1 - a, a.flip(-1), levels=2, progress=False)
+        reads.append(sum(counts.values()))
+    assert reads[0] == reads[1] <= 4 * 2, reads  # a few per level, 2 levels
+    with host_reads() as counts:  # the scan-line loop copies each level to NumPy and back
+        ns["image_analogy"](a, 1 - a, a.flip(-1), levels=2, method="scan", progress=False)
+    assert sum(counts.values()) > reads[1]
+
+
+def test_quilting_reads_the_host_a_few_times_per_block():
+    import torch
+
+    from benchmarks.gpu import host_reads
+    from course_kit.nbrun import tagged_namespace
+
+    ns = tagged_namespace(ROOT / "notebooks/03_image_quilting.ipynb")
+    texture = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    per_block = []
+    for size in (40, 72):  # 4 and 16 blocks of 12 with overlap 2
+        history = []
+        gen = torch.Generator().manual_seed(1)
+        with host_reads() as counts:
+            ns["quilt"](texture, size, block=12, overlap=2, generator=gen, history=history,
+                        progress=False)  # fmt: skip
+        per_block.append(sum(counts.values()) / len(history))
+    assert max(per_block) <= 3.5, per_block  # choose_block: nonzero, the draw, the index
