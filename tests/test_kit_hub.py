@@ -60,9 +60,10 @@ def _skip_reason() -> str | None:
 
 
 def _open_path_for_others(path: Path) -> list[tuple[Path, int]]:
-    """Let other users traverse to ``path`` (o+x on each folder above it that lacks it)."""
-    changed = []
-    for folder in reversed(path.resolve().parents):
+    """Let other users traverse to ``path`` (o+x on each folder above it that lacks it, and on
+    ``path`` itself when it is a folder: a checkout made by ``mktemp -d`` is 0700)."""
+    changed, target = [], path.resolve()
+    for folder in [*reversed(target.parents), *([target] if target.is_dir() else [])]:
         mode = stat.S_IMODE(folder.stat().st_mode)
         if not mode & stat.S_IXOTH:
             folder.chmod(mode | stat.S_IXOTH)
