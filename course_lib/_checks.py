@@ -19,10 +19,21 @@ def describe(x: object) -> str:
     return f"{type(x).__name__} {x!r}"[:120]
 
 
+def conversion_hint(x: object) -> str:
+    """How to turn a PIL image or a NumPy array into the kit's image tensor ("" for others)."""
+    kind = f"{type(x).__module__}.{type(x).__name__}"
+    if kind.startswith("PIL."):
+        return " (convert a PIL image with course_lib.images.from_pil(picture))"
+    if kind.startswith("numpy.") and hasattr(x, "shape"):
+        return " (convert a NumPy (H, W[, C]) image with course_lib.images.from_numpy(array))"
+    return ""
+
+
 def check_tensor(x: object, name: str) -> torch.Tensor:
-    """Raise ``TypeError`` unless ``x`` is a torch tensor."""
+    """Raise ``TypeError`` unless ``x`` is a torch tensor; for a PIL image or a NumPy array the
+    message names the conversion (``images.from_pil`` / ``images.from_numpy``)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor; got {describe(x)}")
+        raise TypeError(f"`{name}` must be a torch.Tensor; got {describe(x)}{conversion_hint(x)}")
     return x
 
 
@@ -65,7 +76,10 @@ def check_image(
         allowed = (channels,) if isinstance(channels, int) else tuple(channels)
         if x.shape[1] not in allowed:
             want = " or ".join(str(c) for c in allowed)
-            raise ValueError(f"`{name}` must have {want} channels; got {describe(x)}")
+            hint = ""
+            if x.shape[3] in allowed:  # (B, H, W, C): channels last, as NumPy and PIL keep them
+                hint = " (channels last? move them with x.permute(0, 3, 1, 2))"
+            raise ValueError(f"`{name}` must have {want} channels; got {describe(x)}{hint}")
     if min_size is not None:
         mh, mw = (min_size, min_size) if isinstance(min_size, int) else min_size
         if x.shape[2] < mh or x.shape[3] < mw:

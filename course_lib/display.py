@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from ._checks import describe
+from ._checks import conversion_hint, describe
 
 
 def _as_list(images: object) -> list[np.ndarray]:
@@ -33,7 +33,10 @@ def _as_list(images: object) -> list[np.ndarray]:
         return [a if a.ndim == 3 else a[..., None]]
     if isinstance(images, (list, tuple)):
         return [im for item in images for im in _as_list(item)]
-    raise TypeError(f"`images` must be tensors, arrays or a list of them; got {describe(images)}")
+    raise TypeError(
+        f"`images` must be tensors, arrays or a list of them; got {describe(images)}"
+        f"{conversion_hint(images)}"
+    )
 
 
 def _prepare(image: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -399,3 +399,11 @@ def test_library_follows_the_sample_device_and_dtype():
     assert src.shape == (7, 8, 2) and src.dtype == torch.int64
     ys, xs = src[(src[..., 0] >= 0)].T
     assert torch.equal(out[0, 0][src[..., 0] >= 0], s[0, 0, ys, xs])
+
+
+def test_library_names_from_numpy_for_a_uint8_array():
+    from course_lib import efros_leung as EL
+
+    sample = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"`sample`.*course_lib\.images\.from_numpy\(array\)"):
+        EL.synthesise(sample, 20, window=5)

@@ -136,3 +136,15 @@ def test_make_weights_target_runs_fetch_imagenet():
     text = (ROOT / "Makefile").read_text()
     target = text.split("\nweights:", 1)[1].split("\n\n", 1)[0]
     assert "fetch_imagenet()" in target
+
+
+def test_channels_last_input_names_the_permute():
+    vgg = features.VGGFeatures(["relu1_1"], weights="random", seed=0)
+    x = torch.rand(1, 16, 16, 3)  # (B, H, W, C), as from NumPy
+    with pytest.raises(ValueError, match=r"x\.permute\(0, 3, 1, 2\)"):
+        vgg(x)
+    assert vgg(x.permute(0, 3, 1, 2))["relu1_1"].shape == (1, 64, 16, 16)
+    with pytest.raises(
+        ValueError, match=r"must have 1 or 3 channels; got tensor \(1, 5, 16, 16\) float32$"
+    ):
+        vgg(torch.rand(1, 5, 16, 16))  # channels not last either: no permute to suggest

@@ -140,3 +140,20 @@ def test_image_checks_read_no_values_off_the_host():
         check_image(meta, "x", channels=1)
     with pytest.raises(ValueError, match="NaN"):  # on the CPU the values are checked
         check_image(torch.full((1, 3, 8, 8), float("nan")), "x")
+
+
+def test_pil_and_numpy_images_get_an_error_that_names_the_conversion():
+    """A student passes what they loaded (PIL) or a uint8 array: the message names the fix."""
+    from PIL import Image
+
+    picture = Image.new("RGB", (8, 6))
+    with pytest.raises(TypeError, match=r"course_lib\.images\.from_pil\(picture\)"):
+        images.resize(picture, 4)
+    array = np.zeros((6, 8, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"course_lib\.images\.from_numpy\(array\)"):
+        images.resize(array, 4)
+    with pytest.raises(TypeError, match=r"must be a torch\.Tensor; got list \[1, 2\]$"):
+        images.resize([1, 2], 4)  # neither: no conversion to name
+    # the conversions named really give what resize takes
+    assert images.resize(images.from_pil(picture), 3).shape == (1, 3, 3, 4)
+    assert images.resize(images.from_numpy(array), 3).shape == (1, 3, 3, 4)

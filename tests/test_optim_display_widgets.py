@@ -150,3 +150,12 @@ def test_widgets_build_controls_and_static_sweep():
     assert seen[-1] == (3, "b")
     fig = widgets.sweep_grid(lambda v: torch.full((1, 1, 4, 4), v), [0.0, 0.5], name="v")
     assert [a.get_title() for a in fig.axes if a.get_title()] == ["v = 0.0", "v = 0.5"]
+
+
+def test_show_images_of_a_pil_image_names_from_pil():
+    from PIL import Image
+
+    with pytest.raises(TypeError, match=r"course_lib\.images\.from_pil\(picture\)"):
+        display.show_images(Image.new("RGB", (4, 4)), show=False)
+    with pytest.raises(TypeError, match=r"must be tensors, arrays or a list of them; got str"):
+        display.show_images("cat.png", show=False)
