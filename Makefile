@@ -3,6 +3,7 @@
 #               notebooks/00_start_here.ipynb; TORCH=cpu for PyTorch's CPU-only wheels
 #   make test   add the test tools to .venv (once) and run lint + the whole test suite
 #   make book   execute the notebooks and render the course book into _build/book/
+#   make update bring the course's new commits in, keeping your edits
 # See README.md for the options below.
 
 PYTHON3 ?= python3
@@ -17,12 +18,36 @@ PY      := $(VENV)/bin/python
 # test extras on top (make test, lint), so `make lab` then `make test` adds only the extras.
 STAMP   := $(VENV)/.course-kit-installed
 TEST_STAMP := $(VENV)/.course-kit-test-installed
-# TORCH=cpu: install torch and torchvision from PyTorch's CPU-only index first (about 0.2 GB
-# instead of about 3 GB of CUDA wheels on Linux); TORCH=cu126 etc. picks that CUDA build. Empty:
-# PyPI's default wheel (CUDA on Linux). Applies when the environment is (re)made: make clean-venv.
+# Where torch and torchvision come from when the environment is (re)made (make clean-venv):
+#   TORCH empty (default): on a machine where `nvidia-smi -L` lists no GPU, PyTorch's CPU-only
+#     index (about 1.5 GB for .venv instead of about 6.3 GB of CUDA wheels on Linux) when it
+#     answers within TORCH_PROBE_TIMEOUT seconds; otherwise (a GPU, or the index unreachable)
+#     PyPI's default wheel (CUDA on Linux). make says which it chose and why.
+#   TORCH=cpu / cu126 / ...: that build from PyTorch's index; TORCH=pypi: PyPI's default wheel.
+# NVIDIA_SMI and TORCH_PROBE are the two probes (the tests replace them with true / false).
 TORCH   ?=
-TORCH_INDEX ?= https://download.pytorch.org/whl/$(TORCH)
+TORCH_URL ?= https://download.pytorch.org/whl
+TORCH_INDEX ?= $(TORCH_URL)/$(TORCH)
 TORCH_PACKAGES ?= torch>=2.2,<3 torchvision>=0.17
+TORCH_PROBE_TIMEOUT ?= 4
+NVIDIA_SMI ?= nvidia-smi
+TORCH_PROBE ?= $(PYTHON3) -c "import signal, urllib.request as u; \
+  signal.alarm($(TORCH_PROBE_TIMEOUT) + 1); \
+  u.urlopen('$(TORCH_URL)/cpu/torch/', timeout=$(TORCH_PROBE_TIMEOUT)).close()"
+# cpu | gpu | unreachable | pypi | set (TORCH=cpu, cu126, ...); decided once, only when .venv is (re)made (the
+# probes run when the recipe is expanded, so `make -n lab` shows the choice too)
+_torch_choice = $(if $(filter pypi,$(TORCH)),pypi,$(if $(TORCH),set,$(if $(findstring GPU,$(shell $(NVIDIA_SMI) -L 2>/dev/null)),gpu,$(if $(shell $(TORCH_PROBE) >/dev/null 2>&1 && echo ok),cpu,unreachable))))
+TORCH_CHOICE = $(eval TORCH_CHOICE := $(_torch_choice))$(TORCH_CHOICE)
+TORCH_SAYS_gpu = an NVIDIA GPU was found: PyTorch from PyPI (its default wheel is the CUDA build)
+TORCH_SAYS_cpu = no NVIDIA GPU found: PyTorch's CPU-only wheels from $(TORCH_URL)/cpu \
+  (about 1.5 GB instead of 6.3 GB; TORCH=pypi for PyPI's CUDA wheel)
+TORCH_SAYS_unreachable = no NVIDIA GPU found, but $(TORCH_URL)/cpu did not answer within \
+  $(TORCH_PROBE_TIMEOUT) s: PyPI's default wheel (the CUDA build, about 6.3 GB; it runs on a CPU \
+  too). Later, with the index reachable: make clean-venv && make lab TORCH=cpu
+TORCH_SAYS_pypi = TORCH=pypi: PyTorch from PyPI (its default wheel)
+TORCH_SAYS_set = TORCH=$(TORCH): PyTorch from $(TORCH_INDEX)
+# the index torch comes from ("" = PyPI, with everything else)
+TORCH_FROM = $(if $(filter set,$(TORCH_CHOICE)),$(TORCH_INDEX),$(if $(filter cpu,$(TORCH_CHOICE)),$(TORCH_URL)/cpu,))
 # THREADS=N: CPU threads for torch in the notebooks (COURSE_THREADS; default: course_lib's
 # policy, see course_lib/threads.py)
 THREADS ?=
@@ -48,7 +73,7 @@ CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
 
 .PHONY: lab test lint format release grade book bench clean-venv setup setup-test chromium claims \
-	git-filter hub weights bubblewrap
+	git-filter hub weights bubblewrap update
 
 setup: $(STAMP) bubblewrap
 
@@ -71,7 +96,8 @@ setup-test: $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
-	$(if $(TORCH),$(PY) -m pip install --quiet $(foreach p,$(TORCH_PACKAGES),"$(p)") --index-url $(TORCH_INDEX),)
+	@echo "course kit: $(TORCH_SAYS_$(TORCH_CHOICE))"
+	$(if $(TORCH_FROM),$(PY) -m pip install --quiet $(foreach p,$(TORCH_PACKAGES),"$(p)") --index-url $(TORCH_FROM),)
 	$(PY) -m pip install --quiet -e .
 	@rm -rf $(VENV)/share/jupyter/kernels/course-kit  # an older kit's second, identical kernel
 	@touch $(STAMP)
@@ -83,12 +109,26 @@ $(TEST_STAMP): $(STAMP)
 	@echo "course kit: test tools added to $(VENV)"
 
 # git stages notebooks without their outputs (course_lib/nbstrip.py; .gitattributes names the
-# filter); the files on disk keep them. Only inside a git work tree; harmless to repeat.
+# filter); the files on disk keep them. Only inside a git work tree; harmless to repeat. The
+# filter command (git runs it with sh, in the work tree's top folder) uses $(VENV)'s python, or
+# any python3 once that is gone (nbstrip needs only the standard library), or passes the file
+# through unchanged (cat) where neither can run it: `make clean-venv` leaves no failing filter.
+NBSTRIP_FILTER = if [ ! -f course_lib/nbstrip.py ]; then exec cat; \
+  elif [ -x '$(abspath $(PY))' ]; then exec '$(abspath $(PY))' -m course_lib.nbstrip; \
+  elif command -v python3 >/dev/null 2>&1; then exec python3 -m course_lib.nbstrip; \
+  else exec cat; fi
 git-filter: $(STAMP)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git config filter.course-kit-nbstrip.clean "'$(abspath $(PY))' -m course_lib.nbstrip" && \
+	  git config filter.course-kit-nbstrip.clean "$(NBSTRIP_FILTER)" && \
 	  echo "course kit: git stages notebooks without outputs (filter course-kit-nbstrip)"; \
 	fi
+
+# The course's new commits into a student's clone, keeping their edits (course_lib/update.py:
+# stash, git pull, reapply; a conflict leaves their version in place and the course's beside it).
+# Runs with .venv's python, or python3 when there is none; a new pyproject.toml reinstalls at the
+# next `make lab`.
+update:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON3)) -m course_lib.update
 
 lab: $(STAMP) git-filter
 	$(if $(THREADS),COURSE_THREADS=$(THREADS) ,)$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
@@ -96,6 +136,7 @@ lab: $(STAMP) git-filter
 	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN),) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,) \
 	  --ServerApp.root_dir="$(CURDIR)" \
+	  --ContentsManager.post_save_hook=course_lib.nbstrip.refresh_git_index \
 	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 lint: $(TEST_STAMP)

@@ -16,8 +16,11 @@ import tomllib
 from course_kit.nbrun import ROOT
 
 
-def make_dry_run(tmp_path, *args: str, stamps: tuple[str, ...] = ()) -> str:
-    """What `make -n ARGS` would run, for a .venv in tmp_path holding the given stamps."""
+def make_dry_run(tmp_path, *args: str, stamps: tuple[str, ...] = (), probe: bool = False) -> str:
+    """What `make -n ARGS` would run, for a .venv in tmp_path holding the given stamps; on a
+    machine without an NVIDIA GPU and without PyTorch's index unless ARGS set NVIDIA_SMI and
+    TORCH_PROBE (the last definition on make's command line wins); ``probe=True`` keeps the
+    Makefile's own TORCH_PROBE."""
     venv = tmp_path / "venv"
     venv.mkdir(exist_ok=True)
     for stamp in stamps:
@@ -25,7 +28,8 @@ def make_dry_run(tmp_path, *args: str, stamps: tuple[str, ...] = ()) -> str:
         os.utime(venv / stamp, (time.time() + 60, time.time() + 60))  # newer than pyproject
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDA_")}
     done = subprocess.run(
-        ["make", "-n", *args, f"VENV={venv}", "CHROMIUM=/bin/true"],
+        ["make", "-n", "NVIDIA_SMI=false", *([] if probe else ["TORCH_PROBE=false"]), *args]
+        + [f"VENV={venv}", "CHROMIUM=/bin/true"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,11 +72,65 @@ def test_make_lab_torch_cpu_uses_pytorchs_cpu_index_first(tmp_path):
     assert cuda.endswith("--index-url https://download.pytorch.org/whl/cu126")
 
 
+def test_make_lab_without_a_gpu_picks_pytorchs_cpu_wheels_when_the_index_answers(tmp_path):
+    """No NVIDIA GPU: the CPU index when it answers, else PyPI's default wheel (as in CI, which
+    cannot reach PyTorch's index), each with a message; a GPU, or TORCH=..., decides alone."""
+    cpu = make_dry_run(tmp_path, "lab", "TORCH_PROBE=true")
+    lines = pip_lines(cpu)
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("--index-url https://download.pytorch.org/whl/cpu"), lines
+    assert "no NVIDIA GPU found: PyTorch's CPU-only wheels" in cpu
+    unreachable = make_dry_run(tmp_path, "lab", "TORCH_PROBE=false")
+    assert pip_lines(unreachable) == pip_lines(make_dry_run(tmp_path, "lab", "TORCH=pypi"))
+    assert (
+        len(pip_lines(unreachable)) == 1 and "download.pytorch.org" not in pip_lines(unreachable)[0]
+    )
+    assert "did not answer within 4 s: PyPI's default wheel" in unreachable
+    gpu = make_dry_run(tmp_path, "lab", "NVIDIA_SMI=echo GPU 0: NVIDIA H100", "TORCH_PROBE=true")
+    assert len(pip_lines(gpu)) == 1 and "an NVIDIA GPU was found" in gpu
+    forced = make_dry_run(tmp_path, "lab", "TORCH=cu126", "TORCH_PROBE=true")
+    assert pip_lines(forced)[0].endswith("--index-url https://download.pytorch.org/whl/cu126")
+    # nothing is probed or installed once .venv is made
+    made = make_dry_run(tmp_path, "lab", "TORCH_PROBE=true", stamps=(".course-kit-installed",))
+    assert not pip_lines(made) and "NVIDIA" not in made
+
+
+def test_make_lab_probes_the_cpu_index_for_real(tmp_path):
+    """The probe itself (not replaced): an index that answers on loopback, then a closed port."""
+    import http.server
+    import threading
+
+    (tmp_path / "site" / "cpu" / "torch").mkdir(parents=True)
+    (tmp_path / "site" / "cpu" / "torch" / "index.html").write_text("<a>torch</a>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=str(tmp_path / "site"), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        lines = pip_lines(make_dry_run(tmp_path, "lab", f"TORCH_URL={url}", probe=True))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert lines[0].endswith(f"--index-url {url}/cpu"), lines
+    closed = f"http://127.0.0.1:{free_port()}"
+    text = make_dry_run(tmp_path, "lab", f"TORCH_URL={closed}", probe=True)
+    assert len(pip_lines(text)) == 1 and "did not answer within" in text
+
+
 def test_make_lab_threads_and_git_filter(tmp_path):
     text = make_dry_run(tmp_path, "lab", "THREADS=2", stamps=(".course-kit-installed",))
     assert "COURSE_THREADS=2 " in text and "/jupyter lab" in text
     assert "COURSE_THREADS" not in make_dry_run(tmp_path, "lab", stamps=(".course-kit-installed",))
     assert "git config filter.course-kit-nbstrip.clean" in text
+    # JupyterLab refreshes git's index after each save (a run-only notebook stays unmodified)
+    assert "--ContentsManager.post_save_hook=course_lib.nbstrip.refresh_git_index" in text
 
 
 def test_make_lab_uses_an_active_course_kit_conda_environment(tmp_path):

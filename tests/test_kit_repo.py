@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -187,3 +188,211 @@ def test_start_here_lists_every_graded_function():
         assert graded, aid
         missing = [name for name in graded if f"`{name}`" not in rows[aid]]
         assert not missing, f"00_start_here's {aid} row omits {missing}"
+
+
+# --- a student's clone: run notebooks, pull the course's commits, keep edits (issue 26) ------
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    """A committed-style notebook: code cells with these sources, a markdown cell between each."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    for i, source in enumerate(sources):
+        nb.cells += [nbformat.v4.new_markdown_cell(f"## step {i}\n\ntext\n\nmore text\n")]
+        nb.cells += [nbformat.v4.new_code_cell(source)]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+    return nb
+
+
+def _make(repo, target, venv, *extra, env=None):
+    """`make TARGET` with this checkout's Makefile, run in the scratch repository."""
+    return subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), target, f"VENV={venv}", "TORCH=pypi", *extra],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env or {**os.environ},
+    )
+
+
+def _fake_venv(tmp_path):
+    """A stand-in for .venv: this interpreter as its python, stamps newer than pyproject.toml."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    for stamp in (".course-kit-installed",):
+        (venv / stamp).touch()
+        os.utime(venv / stamp, (time.time() + 600, time.time() + 600))
+    return venv
+
+
+def _course_and_clone(tmp_path, notebooks: dict):
+    """An upstream "course" repository holding the filter, course_lib's update and these
+    notebooks, and a student's clone of it with the filter `make git-filter` defines."""
+    course, clone = tmp_path / "course", tmp_path / "student"
+    course.mkdir()
+    _git(course, "init", "-q", "-b", "main")
+    for repo in (course,):
+        _git(repo, "config", "user.email", "instructor@example.org")
+        _git(repo, "config", "user.name", "Instructor")
+    (course / "course_lib").mkdir()
+    for name in ("__init__.py", "nbstrip.py", "update.py"):
+        shutil.copy(ROOT / "course_lib" / name, course / "course_lib" / name)
+    shutil.copy(ROOT / ".gitattributes", course / ".gitattributes")
+    (course / "pyproject.toml").write_text("")
+    for rel, nb in notebooks.items():
+        (course / rel).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, course / rel)
+    _git(course, "add", ".")
+    _git(course, "commit", "-q", "-m", "the course")
+    _git(tmp_path, "clone", "-q", str(course), str(clone))
+    _git(clone, "config", "user.email", "student@example.org")
+    _git(clone, "config", "user.name", "Student")
+    venv = _fake_venv(tmp_path)
+    done = _make(clone, "git-filter", venv)
+    assert done.returncode == 0, done.stderr
+    assert "nbstrip" in _git(clone, "config", "filter.course-kit-nbstrip.clean")
+    return course, clone, venv
+
+
+def _jupyterlab_save(path, hook=True):
+    """What JupyterLab writes on save after a run, besides outputs (display name, the full
+    language_info, per-cell timing), then the post-save hook `make lab` gives it."""
+    nb = nbformat.read(path, 4)
+    nb.metadata.kernelspec.display_name = "Python 3 (ipykernel)"
+    nb.metadata.language_info = {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3.11.7",
+    }
+    for cell in nb.cells:
+        cell.metadata["execution"] = {"iopub.execute_input": "2026-12-07T10:00:00.000Z"}
+        cell.metadata["trusted"] = True
+    nbformat.write(nb, path)
+    if hook:
+        from course_lib.nbstrip import refresh_git_index
+
+        refresh_git_index(os_path=str(path), model={}, contents_manager=None)
+
+
+def _run_for_real(path, hook=True):
+    import nbclient
+
+    nb = nbformat.read(path, 4)
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120, record_timing=True).execute()
+    nbformat.write(nb, path)
+    _jupyterlab_save(path, hook)
+
+
+def _upstream_edit(course, rel, old, new, message):
+    path = course / rel
+    path.write_text(path.read_text().replace(old, new))
+    _git(course, "commit", "-q", "-am", message)
+
+
+@pytest.mark.slow
+def test_a_run_notebook_stays_clean_and_make_update_keeps_the_students_edits(tmp_path):
+    lesson = _notebook("print('lesson')", "x = 2\nx * 21", "print('end')")
+    work = _notebook("def answer():\n    return None", "print(answer())", "print('done')")
+    course, clone, venv = _course_and_clone(
+        tmp_path, {"notebooks/lesson.ipynb": lesson, "assignments/a/a.ipynb": work}
+    )
+    # a notebook only run (really, in a kernel) and saved the JupyterLab way is not modified...
+    _run_for_real(clone / "notebooks/lesson.ipynb")
+    assert "42" in (clone / "notebooks/lesson.ipynb").read_text()  # it did run
+    assert "3.11.7" in (clone / "notebooks/lesson.ipynb").read_text()
+    assert _git(clone, "status", "--porcelain") == ""
+    # ... so a plain `git pull` of a later course commit updates it
+    _upstream_edit(course, "notebooks/lesson.ipynb", "print('lesson')", "print('v2')", "v2")
+    _git(clone, "pull", "-q", "--no-rebase")
+    assert "print('v2')" in (clone / "notebooks/lesson.ipynb").read_text()
+
+    # the student writes their answer and runs it; the course then fixes the last cell of the
+    # same assignment and the lesson again: `make update` brings both in, keeping the answer
+    answer = clone / "assignments/a/a.ipynb"
+    answer.write_text(answer.read_text().replace("return None", "return 42"))
+    _run_for_real(answer)
+    _run_for_real(clone / "notebooks/lesson.ipynb", hook=False)  # e.g. run in VS Code
+    _upstream_edit(course, "assignments/a/a.ipynb", "print('done')", "print('fixed')", "fix")
+    _upstream_edit(course, "notebooks/lesson.ipynb", "print('end')", "print('v3')", "v3")
+    with pytest.raises(subprocess.CalledProcessError):  # what a plain pull says
+        _git(clone, "pull", "-q", "--no-rebase")
+    done = _make(clone, "update", venv)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "your edits are back: assignments/a/a.ipynb" in done.stdout
+    mine = nbformat.read(answer, 4)
+    sources = [c.source for c in mine.cells if c.cell_type == "code"]
+    assert sources == ["def answer():\n    return 42", "print(answer())", "print('fixed')"]
+    # the cells the course did not change keep their outputs (the stash holds none)
+    assert mine.cells[3].outputs[0]["text"] == "42\n"
+    lesson_now = nbformat.read(clone / "notebooks/lesson.ipynb", 4)
+    assert [c.source for c in lesson_now.cells if c.cell_type == "code"][-1] == "print('v3')"
+    assert _git(clone, "rev-parse", "HEAD") == _git(course, "rev-parse", "HEAD")
+    assert _git(clone, "stash", "list") == ""
+    assert _git(clone, "status", "--porcelain") == " M assignments/a/a.ipynb\n"
+
+
+def test_make_update_with_a_conflict_keeps_both_versions(tmp_path):
+    work = _notebook("def answer():\n    return None", "print('done')")
+    course, clone, venv = _course_and_clone(tmp_path, {"assignments/a/a.ipynb": work})
+    answer = clone / "assignments/a/a.ipynb"
+    answer.write_text(answer.read_text().replace("return None", "return 'mine'"))
+    _upstream_edit(course, "assignments/a/a.ipynb", "return None", "return 'TODO'", "hint")
+    done = _make(clone, "update", venv)
+    assert done.returncode != 0
+    assert "assignments/a/a.ipynb: yours as it was; the course's new version: a.course.ipynb" in (
+        done.stdout
+    ), done.stdout + done.stderr
+    assert "return 'mine'" in answer.read_text()  # nothing of the student's is lost
+    course_copy = clone / "assignments/a/a.course.ipynb"
+    assert "return 'TODO'" in course_copy.read_text()
+    nbformat.validate(nbformat.read(answer, 4))  # no conflict markers inside the JSON
+    assert _git(clone, "rev-parse", "HEAD") == _git(course, "rev-parse", "HEAD")
+    assert "your edits before `make update`" in _git(clone, "stash", "list")
+    assert "UU" not in _git(clone, "status", "--porcelain")
+
+
+def test_make_update_when_the_pull_fails_changes_nothing(tmp_path):
+    work = _notebook("def answer():\n    return None")
+    course, clone, venv = _course_and_clone(tmp_path, {"assignments/a/a.ipynb": work})
+    answer = clone / "assignments/a/a.ipynb"
+    answer.write_text(answer.read_text().replace("return None", "return 'mine'"))
+    shutil.rmtree(course)  # the course cannot be reached
+    done = _make(clone, "update", venv)
+    assert done.returncode != 0 and "`git pull` failed, nothing was changed" in done.stderr
+    assert "return 'mine'" in answer.read_text() and _git(clone, "stash", "list") == ""
+
+
+def test_the_git_filter_survives_make_clean_venv(tmp_path):
+    """After `make clean-venv` the filter runs python3 (nbstrip needs only the standard
+    library), or passes files through where there is none: never an error on `git status`."""
+    nb = _notebook("print(1)")
+    course, clone, venv = _course_and_clone(tmp_path, {"n.ipynb": nb})
+    shutil.rmtree(venv)  # what `make clean-venv` does
+    os.utime(clone / "n.ipynb", (time.time() + 5, time.time() + 5))  # git must run the filter
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True)
+    assert status.stderr == b"" and status.stdout == b"", status.stderr
+    run = nbformat.read(clone / "n.ipynb", 4)
+    run.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(run, clone / "n.ipynb")
+    _jupyterlab_save(clone / "n.ipynb")
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True)
+    assert status.stderr == b"" and status.stdout == b""  # python3 strips it
+    # no python3 at all (only git and cat on PATH): the notebook passes through, silently
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("git", "cat"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bare), "HOME": str(tmp_path)}
+    (clone / "n.ipynb").touch()
+    status = subprocess.run(["git", "status"], cwd=clone, capture_output=True, env=env)
+    assert status.returncode == 0 and status.stderr == b"", status.stderr
+    assert b"modified:   n.ipynb" in status.stdout
