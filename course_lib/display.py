@@ -83,7 +83,7 @@ def show_images(
     ncols = ncols or min(len(arrays), 6)
     nrows = int(np.ceil(len(arrays) / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False
+        nrows, ncols, figsize=_grid_size(arrays, titles, ncols, size, suptitle), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -104,6 +104,20 @@ def show_images(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return _finish(fig, save, show)
+
+
+def _grid_size(arrays, titles, ncols: int, size: float, suptitle) -> tuple[float, float]:
+    """Figure size for a grid: each row as tall as its tallest image at ``size`` inches wide,
+    plus room for its titles' lines (9 pt), so that a title never reaches into the row above
+    (with a fixed height, ``tight_layout`` let two-line titles overlap it in 6-column grids)."""
+    nrows = int(np.ceil(len(arrays) / ncols))
+    height = 0.0
+    for r in range(nrows):
+        row = range(r * ncols, min((r + 1) * ncols, len(arrays)))
+        aspect = max(arrays[i].shape[0] / max(arrays[i].shape[1], 1) for i in row)
+        lines = max((titles[i].count("\n") + 1 if titles and titles[i] else 0) for i in row)
+        height += size * aspect + (lines * 9 * 1.3 / 72 + 0.1 if lines else 0.05)
+    return size * ncols, height + (0.4 if suptitle else 0.1)
 
 
 def compare(before: object, after: object, *, titles: Sequence[str] = ("before", "after"), **kw):

@@ -159,3 +159,24 @@ def test_show_images_of_a_pil_image_names_from_pil():
         display.show_images(Image.new("RGB", (4, 4)), show=False)
     with pytest.raises(TypeError, match=r"must be tensors, arrays or a list of them; got str"):
         display.show_images("cat.png", show=False)
+
+
+@pytest.mark.parametrize(
+    "shape, titles",
+    [((3, 96, 96), ["bricks\n(regular)"] * 11), ((3, 48, 64), None), ((3, 64, 48), ["a"] * 11)],
+)
+def test_grid_titles_stay_clear_of_the_row_above(shape, titles):
+    """Two-line titles in a 6-column grid used to reach into the images of the row above."""
+    fig = display.show_images([torch.rand(shape) for _ in range(11)], titles, ncols=6, show=False)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    for i in range(6, 11):
+        below, above = axes[i].title.get_window_extent(renderer), axes[i - 6]
+        image_above = above.get_window_extent(renderer)  # the image (aspect applied)
+        if titles:
+            assert below.y1 <= image_above.y0, (i, below, image_above)
+        assert axes[i].get_window_extent(renderer).y1 <= image_above.y0
+    # every image is as wide as its column allows: no row is squeezed to make room
+    widths = {round(ax.get_window_extent(renderer).width) for ax in axes[:11]}
+    assert max(widths) - min(widths) <= 1
