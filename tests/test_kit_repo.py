@@ -396,3 +396,25 @@ def test_the_git_filter_survives_make_clean_venv(tmp_path):
     status = subprocess.run(["git", "status"], cwd=clone, capture_output=True, env=env)
     assert status.returncode == 0 and status.stderr == b"", status.stderr
     assert b"modified:   n.ipynb" in status.stdout
+
+
+def test_start_here_slide_index_names_real_sections():
+    """Notebook 00's index from the lecture's slides to notebook sections: every section it names
+    is a heading of that notebook (a renamed heading leaves no stale entry), and every lecture
+    notebook 01-15 is reached."""
+    start = nbformat.read(ROOT / "notebooks" / "00_start_here.ipynb", 4)
+    (index,) = [c.source for c in start.cells if c.source.startswith("## From the lecture's")]
+    links = re.findall(r"\[(\d\d) § ((?:[^\]\\]|\\.)+)\]\((\d\d_\w+\.ipynb)\)", index)
+    assert len(links) >= 30, links
+    for number, section, name in links:
+        assert name.startswith(number), (number, name)
+        nb = nbformat.read(ROOT / "notebooks" / name, 4)
+        headings = {
+            line.lstrip("#").strip()
+            for c in nb.cells
+            if c.cell_type == "markdown"
+            for line in c.source.splitlines()
+            if line.startswith("#")
+        }
+        assert section in headings, f"00's slide index: {name} has no heading {section!r}"
+    assert {n for n, _, _ in links} == {f"{i:02d}" for i in range(1, 16)}
