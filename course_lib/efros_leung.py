@@ -14,11 +14,15 @@ How it is fast without changing a choice:
   once into a bank ``[Σ_c S², S]``; the Gaussian-weighted SSD of a batch of templates against
   all windows is then one float32 matrix product (expanding the square).
 * **Exact decisions.** The product's rounding error has a proven bound ``m`` (values in
-  ``[-M, M]``, products of length ``n``: ``|d32 - d| <= 4 M² (n + 8) u`` with ``u`` the unit
-  round-off of the product's precision, doubled for safety). Every window that *could* be a
-  candidate (``d32 <= (best32 + m)(1 + ε) + tie + m``) is re-measured in float64 directly
-  (``Σ G M (S - T)²``, as the loop does), and the choice is made on those exact distances, so
-  float32 never changes a choice. The re-measured set is small (the near-best windows).
+  ``[-M, M]``, products of length ``n``: ``|d32 - d| <= 4 M² (n + 8) u`` with ``u = 2^-24``
+  the unit round-off of float32, doubled for safety). The products run at full float32
+  precision whatever ``torch.set_float32_matmul_precision`` says ("high" would allow TF32 on a
+  GPU, ``u = 2^-11``: a bound 8,192 times wider, so that nearly every window was re-measured):
+  :func:`grow` sets "highest" while it runs and puts the caller's setting back. Every window
+  that *could* be a candidate (``d32 <= (best32 + m)(1 + ε) + tie + m``) is re-measured in
+  float64 directly (``Σ G M (S - T)²``, as the loop does), and the choice is made on those
+  exact distances, so float32 never changes a choice. The re-measured set is small (the
+  near-best windows).
 * **Many pixels per product.** Within an onion layer a pixel's template changes only when a
   pixel inside its window is grown before it, so the layer's pixels are grouped in dependency
   levels; pixels of one level never see each other and are grown together.
@@ -31,6 +35,8 @@ is one device-to-host copy (the layer's pixels, to group them into levels), and 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +47,18 @@ __all__ = ["fill_hole", "grow", "synthesise"]
 
 TIE = 1e-9  # slack on the candidate threshold, so that exact ties survive rounding
 _UNIT_ROUNDOFF = {"highest": 2.0**-24, "high": 2.0**-11, "medium": 2.0**-8}
+
+
+@contextlib.contextmanager
+def _full_precision_products():
+    """float32 matrix products at full precision (no TF32 / bfloat16) inside, whatever the
+    caller set with ``torch.set_float32_matmul_precision``; the caller's setting is restored."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def _check_window(window: object, sample: torch.Tensor, name: str = "sample") -> int:
@@ -177,8 +195,6 @@ def grow(
         >>> out.shape, bool((src[..., 0] >= 0).sum() == 60)
         (torch.Size([1, 1, 8, 8]), True)
     """
-    from tqdm.auto import tqdm
-
     check_image(sample, "sample")
     check_image(canvas, "canvas", channels=sample.shape[1])
     if sample.shape[0] != 1 or canvas.shape[0] != 1:
@@ -205,6 +221,17 @@ def grow(
     if not eps >= 0 or not max_err > 0:
         raise ValueError(f"`eps` must be >= 0 and `max_err` > 0; got eps={eps}, max_err={max_err}")
 
+    with _full_precision_products():  # the rounding bound below assumes it
+        return _grow(sample, canvas, known, k, eps, max_err, generator, sample_known, progress)
+
+
+def _grow(sample, canvas, known, k, eps, max_err, generator, sample_known, progress):
+    """:func:`grow` after its checks (same arguments; ``k`` the window). Its body is one
+    algorithm whose state (the padded canvas, the fill mask, the window bank) every step uses:
+    split further it would pass a dozen tensors around, so it is longer than 80 lines."""
+    from tqdm.auto import tqdm
+
+    _, c, h, w = canvas.shape
     dev, r = sample.device, k // 2
     kk, hp, wp = k * k, h + 2 * r, w + 2 * r
     # The window bank: every k x k window of the sample, row-major by top-left corner.

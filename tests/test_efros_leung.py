@@ -407,3 +407,40 @@ def test_library_names_from_numpy_for_a_uint8_array():
     sample = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(TypeError, match=r"`sample`.*course_lib\.images\.from_numpy\(array\)"):
         EL.synthesise(sample, 20, window=5)
+
+
+def test_library_screen_ignores_the_float32_matmul_precision(monkeypatch):
+    """`torch.set_float32_matmul_precision("high")` (a common GPU tip: TF32) must change neither
+    the choices nor the number of windows re-measured in float64 (it used to widen the bound
+    8,192 times, so that nearly every window was re-measured); the setting is put back."""
+    from course_lib import efros_leung as EL
+    from course_lib import samples
+
+    measured = []
+    pick = EL._pick_exact
+
+    def counting(patches64, templates, known, gauss64, near, u, eps):
+        measured.append(int(near.sum()))
+        return pick(patches64, templates, known, gauss64, near, u, eps)
+
+    monkeypatch.setattr(EL, "_pick_exact", counting)
+    sample = samples.load_sample("radishes", 20, channels=3)
+    runs, precision = {}, "high"
+    before = torch.get_float32_matmul_precision()
+    try:
+        for setting in ("highest", precision):
+            torch.set_float32_matmul_precision(setting)
+            measured.clear()
+            out = EL.synthesise(
+                sample, 16, window=5, generator=torch.Generator().manual_seed(2),
+                progress=False, return_source=True,
+            )  # fmt: skip
+            assert torch.get_float32_matmul_precision() == setting  # the caller's, restored
+            runs[setting] = out, sum(measured)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    (img, src), count = runs["highest"]
+    (img2, src2), count2 = runs[precision]
+    assert torch.equal(img, img2) and torch.equal(src, src2)
+    windows = (20 - 5 + 1) ** 2 * (16 * 16 - 9)  # every window for every grown pixel
+    assert count2 == count and count < windows / 20, (count, count2, windows)
