@@ -418,3 +418,16 @@ def test_start_here_slide_index_names_real_sections():
         }
         assert section in headings, f"00's slide index: {name} has no heading {section!r}"
     assert {n for n, _, _ in links} == {f"{i:02d}" for i in range(1, 16)}
+
+
+def test_no_notebook_sets_torch_threads_itself():
+    """One place decides threads: pick_device() applies course_lib/threads.py's policy (and
+    `make lab THREADS=N`); a notebook's own torch.set_num_threads would silently override both."""
+    setters = re.compile(r"set_num_threads|set_num_interop_threads|OMP_NUM_THREADS")
+    hits = [
+        f"{path.name} cell {i}"
+        for path in sorted(ROOT.glob("notebooks/*.ipynb"))
+        for i, cell in enumerate(nbformat.read(path, 4).cells)
+        if cell.cell_type == "code" and setters.search(cell.source)
+    ]
+    assert not hits, f"these set threads themselves (leave it to pick_device()): {hits}"
