@@ -17,7 +17,9 @@ median and (min-max) wall seconds, and the CPU / CUDA ratio of the medians, meas
 run. After each CUDA call every tensor of the result (images, trained networks' parameters and
 buffers) must be on CUDA: the "stays on device" column (a row that leaves one on the host is
 marked "no" and the script exits with status 1). The last column counts the host reads of one
-more call on the first device (:func:`host_reads`): on CUDA each is a wait for the device.
+more call on the first device (:func:`host_reads`: the reads by name, ``nonzero``,
+``masked_select`` and boolean-mask indexing): on CUDA each is a wait for the device. It is a
+count of those calls, not a bound on a GPU run's waits (see :data:`HOST_READS`).
 ``--scale`` shrinks every image side (0.25 for the test); ``--steps`` sets the steps of rows
 05-14.
 """
@@ -380,39 +382,65 @@ def tensors(result: object) -> list[torch.Tensor]:
 
 # What brings a tensor's values to the host: on CUDA each call waits for the device. Counted
 # when the kit's or a notebook's code makes the call (not torch's own internals, such as an
-# optimiser reading its step counter, which it keeps on the CPU), on whatever device a row runs:
-# on the CPU an upper bound of the waits a GPU run would make, since a CPU tensor's ``int()`` (a
-# random draw from a CPU generator, say) counts too. Not counted: operations whose output size
-# depends on the data (boolean-mask indexing, ``unique``), which wait on CUDA as well; the
-# commonest, ``nonzero``, is counted.
+# optimiser reading its step counter, which it keeps on the CPU), on whatever device a row runs.
+# Besides the reads by name, the operations whose output size depends on the data wait too:
+# ``nonzero`` (method and function), ``masked_select``, and indexing with a boolean mask
+# (``x[mask]``, counted as "mask index"). It is a COUNT of these calls, not a bound on a GPU
+# run's waits either way: on the CPU a CPU tensor's ``int()`` (a random draw from a CPU
+# generator, say) counts but would not wait on a GPU, and what is not listed here (``unique``,
+# a ``torch.where`` with one argument, a mask assignment ``x[mask] = t``, a Python ``if`` on a
+# tensor inside torch) waits without being counted.
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__int__", "__float__", "__bool__", "__index__")
+DATA_SIZED = ("nonzero", "masked_select")
 TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def _is_mask(index: object) -> bool:
+    """Whether an index (or one element of a tuple index) is a boolean tensor."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts)
 
 
 @contextlib.contextmanager
 def host_reads():
-    """Count, by name, the calls of :data:`HOST_READS` and of ``nonzero`` (method and function)
-    made inside the block: yields a ``collections.Counter`` filled as the block runs."""
+    """Count, by name, the calls of :data:`HOST_READS` and :data:`DATA_SIZED` (method and
+    function) and the boolean-mask indexings ("mask index") made inside the block: yields a
+    ``collections.Counter`` filled as the block runs."""
     counts: collections.Counter = collections.Counter()
+
+    def ours() -> bool:
+        return not sys._getframe(2).f_code.co_filename.startswith(TORCH_DIR)
 
     def counting(name: str, method):
         @functools.wraps(method)
         def wrapper(*args, **kwargs):
-            if not sys._getframe(1).f_code.co_filename.startswith(TORCH_DIR):
+            if ours():
                 counts[name] += 1
             return method(*args, **kwargs)
 
         return wrapper
 
-    own = {name: torch.Tensor.__dict__.get(name) for name in (*HOST_READS, "nonzero")}
-    function = torch.nonzero
-    for name in own:
+    getitem = torch.Tensor.__getitem__
+
+    @functools.wraps(getitem)
+    def masked_getitem(self, index):
+        if _is_mask(index) and ours():
+            counts["mask index"] += 1
+        return getitem(self, index)
+
+    own = {name: torch.Tensor.__dict__.get(name) for name in (*HOST_READS, *DATA_SIZED)}
+    own["__getitem__"] = torch.Tensor.__dict__.get("__getitem__")
+    functions = {name: getattr(torch, name) for name in DATA_SIZED}
+    for name in (*HOST_READS, *DATA_SIZED):
         setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
-    torch.nonzero = counting("nonzero", function)
+    torch.Tensor.__getitem__ = masked_getitem
+    for name, function in functions.items():
+        setattr(torch, name, counting(name, function))
     try:
         yield counts
     finally:
-        torch.nonzero = function
+        for name, function in functions.items():
+            setattr(torch, name, function)
         for name, method in own.items():
             if method is None:  # inherited from torch._C.TensorBase: remove the wrapper
                 delattr(torch.Tensor, name)
@@ -558,7 +586,7 @@ def main() -> int:
     print(machine_line(devices, args))
     print(
         "| notebook | main loop | work | cpu s | cuda s | cpu / cuda | stays on device "
-        "| host reads per call |"
+        "| host reads per call (a count, not a bound) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     status = 0

@@ -60,6 +60,31 @@ def test_host_reads_counts_reads_by_our_code_and_restores_torch():
     with host_reads() as counts:
         pass
     assert not counts and int(x[2]) == 2
+    # the data-sized operations wait too: a boolean mask index, masked_select (x[i] does not)
+    with host_reads() as counts:
+        x[x > 2], x[:, None][x > 2, 0], x.masked_select(x > 1), torch.masked_select(x, x > 4)
+        x[2], x[torch.tensor([0, 1])], x[1:3], x[None]
+    assert dict(counts) == {"mask index": 2, "masked_select": 2}, dict(counts)
+    assert dict(torch.Tensor.__dict__) == before and torch.masked_select.__module__ != __name__
+
+
+def test_host_reads_counts_all_three_waits_per_level_of_efros_leung():
+    """Notebook 02's `pick_exact` waits three times per dependency level on a GPU (the near
+    windows' nonzero, then two boolean-mask picks): all three are counted."""
+    import torch
+
+    from benchmarks.gpu import host_reads
+    from course_kit.nbrun import tagged_namespace
+
+    ns = tagged_namespace(ROOT / "notebooks/02_efros_leung.ipynb")
+    near = torch.tensor([[True, False, True], [False, True, True]])
+    patches = torch.rand(3, 1, 9, dtype=torch.float64)
+    templates, known = torch.rand(2, 1, 9), torch.ones(2, 9, dtype=torch.bool)
+    gauss = torch.full((9,), 1 / 9, dtype=torch.float64)
+    u = torch.tensor([0.2, 0.7], dtype=torch.float64)
+    with host_reads() as counts:
+        ns["pick_exact"](patches, templates, known, gauss, near, u, eps=0.1)
+    assert dict(counts) == {"nonzero": 1, "mask index": 2}, dict(counts)
 
 
 def test_image_analogy_reads_the_host_per_level_not_per_pixel():
@@ -99,3 +124,30 @@ def test_quilting_reads_the_host_a_few_times_per_block():
                         progress=False)  # fmt: skip
         per_block.append(sum(counts.values()) / len(history))
     assert max(per_block) <= 3.5, per_block  # choose_block: nonzero, the draw, the index
+
+
+def test_quilting_notebooks_compact_efros_leung_waits_per_layer_not_per_pixel():
+    """Notebook 03's one-cell Efros–Leung draws its pixels' choices on the device: its host reads
+    grow with the onion layers (about n/2 of them), not with the n² pixels (it used to wait
+    twice per pixel: the candidates' nonzero and the random pick's int)."""
+    import torch
+
+    from benchmarks.gpu import host_reads
+    from course_kit.nbrun import tagged_namespace
+    from course_lib import samples
+
+    ns = tagged_namespace(ROOT / "notebooks/03_image_quilting.ipynb")
+    sample = samples.load_sample("radishes", 12, channels=3)
+    reads = []
+    for n in (8, 12):
+        with host_reads() as counts:
+            out = ns["efros_leung"](
+                sample, n, window=5, generator=torch.Generator().manual_seed(0), progress=False
+            )
+        reads.append(sum(counts.values()))
+        assert out.shape == (1, 3, n, n)
+        # every pixel is a copy of a window centre of the sample
+        centres = sample[0, :, 2:-2, 2:-2].flatten(1).T  # (64, 3)
+        pixels = out[0].flatten(1).T  # (n², 3)
+        assert bool((pixels[:, None] == centres[None]).all(-1).any(1).all())
+    assert reads[1] - reads[0] <= 16 and reads[1] < 12 * 12 / 2, reads
