@@ -15,6 +15,13 @@ one run, on the same inputs, it times:
   notebook 02's ``efros_leung_fast`` (same output for the same seed), on the RGB sample and on
   its luminance (grey, the peer's input).
 
+* **floor**: what the kit's search cannot avoid, its float32 products: the same products
+  (one ``(B × n) @ (n × N)`` per dependency level, with the level sizes ``B`` recorded from a
+  kit run) replayed alone on random data ("products" column), and the search's
+  multiply-adds at the rate of one large ``1024²`` product on this machine ("GEMM rate"). "kit
+  vs floor" divides the kit's RGB time by the replayed products: what the per-level work
+  besides the product (indexing, the exact re-measure, the schedule) costs on top.
+
 Times are CPU seconds of this process (``time.process_time``; on a machine shared with other
 jobs they are steadier than wall time); the kit runs ``--rounds`` times (median, min–max), the
 loop and the peer ``--slow-rounds`` times, rounds interleaved. "same as loop" says whether the
@@ -56,6 +63,44 @@ def spread(values: list[float]) -> str:
     return f"{med:.2f} [{min(values):.2f}–{max(values):.2f}]"
 
 
+def level_sizes(grow, *args, **kw) -> list[int]:
+    """The batch size ``B`` of every dependency level of one ``grow`` call (each level makes
+    one ``_pick_exact`` call with its ``near`` mask ``(B, N)``)."""
+    sizes, pick = [], efros_leung._pick_exact
+
+    def recording(patches64, templates, known, gauss64, near, u, eps):
+        sizes.append(near.shape[0])
+        return pick(patches64, templates, known, gauss64, near, u, eps)
+
+    efros_leung._pick_exact = recording
+    try:
+        grow(*args, **kw)
+    finally:
+        efros_leung._pick_exact = pick
+    return sizes
+
+
+def floor_seconds(sizes: list[int], n: int, windows: int) -> tuple[float, float]:
+    """CPU seconds of the kit's products replayed alone (float32 ``(B × n) @ (n × N)`` per
+    level), and of their multiply-adds at the rate of a large ``1024²`` float32 product."""
+    gen = torch.Generator().manual_seed(0)
+    bank = torch.rand(n, windows, generator=gen)
+    lhs = torch.rand(max(sizes), n, generator=gen)
+    out = torch.empty(max(sizes), windows)
+    torch.mm(lhs[: sizes[0]], bank, out=out[: sizes[0]])  # warm-up
+    cpu = time.process_time()
+    for b in sizes:
+        torch.mm(lhs[:b], bank, out=out[:b])
+    replayed = time.process_time() - cpu
+    big = torch.rand(1024, 1024, generator=gen)
+    big @ big  # warm-up
+    cpu, reps = time.process_time(), 5
+    for _ in range(reps):
+        big @ big
+    rate = reps * 1024**3 / (time.process_time() - cpu)  # multiply-adds per CPU second
+    return replayed, sum(sizes) * n * windows / rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["32:48:11", "64:128:11"])
@@ -77,9 +122,9 @@ def main() -> None:
     print(
         "| sample | output | window | windows N | loop CPU s | peer (grey) CPU s "
         "| kit RGB CPU s | kit grey CPU s | kit vs loop (RGB) | kit vs peer (grey) "
-        "| same as loop |"
+        "| same as loop | levels | floor: products CPU s | floor: GEMM rate s | kit vs floor |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         s, o, k = (int(v) for v in case.split(":"))
         rgb = samples.load_sample("rocks", s, channels=3)
@@ -115,6 +160,11 @@ def main() -> None:
                         progress=False, device=device,
                     )[0]
                 )  # fmt: skip
+        sizes = level_sizes(
+            efros_leung.grow, rgb, canvas, known, window=k,
+            generator=torch.Generator().manual_seed(1), progress=False,
+        )  # fmt: skip
+        products, gemm_rate = floor_seconds(sizes, (rgb.shape[1] + 1) * k * k, n)
         med = {key: statistics.median(v) for key, v in t.items()}
         ratio = {
             key: med[a] / med[b]
@@ -124,7 +174,8 @@ def main() -> None:
         print(
             f"| {s}² | {o}² | {k} | {n} | {spread(t['loop'])} | {spread(t['peer'])} "
             f"| {spread(t['rgb'])} | {spread(t['grey'])} | {ratio['loop']} | {ratio['peer']} "
-            f"| {same} |",
+            f"| {same} | {len(sizes)} | {products:.2f} | {gemm_rate:.2f} "
+            f"| {med['rgb'] / products:.1f}× |",
             flush=True,
         )
 

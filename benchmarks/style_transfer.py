@@ -20,7 +20,16 @@ keeps (normalisation, torchvision's VGG-19 up to ``conv_5`` = conv3_1, max pooli
 tutorial's network stops much earlier than the notebook's (conv3_1 against relu5_1), so compare
 each step with its own bare pass ("loop vs bare", "peer vs peer bare"), not the absolute
 seconds. All columns are measured in the same interleaved rounds, on the same random images,
-with random weights (nothing is downloaded). Prints a Markdown table.
+with random weights (nothing is downloaded). Prints a Markdown table; "losses" columns give the
+losses' own cost per step in seconds (step minus its bare pass), beside the ratios.
+
+A second table compares **the same work**: the kit's losses (notebook 07's ``gram_matrix``,
+``style_loss`` and ``content_loss``, through ``course_lib.features.VGGFeatures``) on the
+tutorial's layers (style at conv1_1, conv1_2, conv2_1, conv2_2, conv3_1, content at conv2_2:
+its conv_1 … conv_5 and conv_4; max pooling; the tutorial's weights 1e6 and 1), against the
+tutorial's closure. Both bare passes are then the same network with the same backward (from the
+last layer only), and each step is forward + losses + backward with no optimiser update, so the
+difference of the two "losses" columns is the difference of the losses' implementations.
 """
 
 from __future__ import annotations
@@ -92,6 +101,39 @@ def measure(ns: dict, vgg, content, style, steps: int, device) -> tuple[float, f
     return bare, hand, (more - one) / steps
 
 
+# the tutorial's layers in VGGFeatures' names: conv_1 … conv_5 are conv1_1 … conv3_1
+SAME_STYLE = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]
+SAME_CONTENT = "conv2_2"
+
+
+def same_work(ns: dict, content, style, steps: int, device) -> tuple[float, float]:
+    """Seconds per step on the tutorial's layers: a bare pass through the kit's VGGFeatures
+    (forward to conv3_1, backward from it alone, as the peer's bare pass), and forward + the
+    notebook's losses at those layers (weights 1e6 and 1) + backward, as the tutorial's closure."""
+    vgg = VGGFeatures(SAME_STYLE, weights="random", pooling="max").to(device)
+    with torch.no_grad():
+        feats = vgg(style)
+        s_targets = {k: ns["gram_matrix"](feats[k]) for k in SAME_STYLE}
+        c_targets = {SAME_CONTENT: vgg(content)[SAME_CONTENT]}
+    s_weights = {k: 1.0 for k in SAME_STYLE}
+    c_weights = {SAME_CONTENT: 1.0}
+    image = content.clone().requires_grad_(True)
+
+    def bare():
+        x = content.detach().clone().requires_grad_(True)
+        vgg(x)["conv3_1"].sum().backward()
+
+    def step():
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        image.grad = None
+        f = vgg(image)
+        loss = 1e6 * ns["style_loss"](f, s_targets, s_weights)
+        (loss + ns["content_loss"](f, c_targets, c_weights)).backward()
+
+    return timed(bare, device, steps), timed(step, device, steps)
+
+
 def bare_peer_step(bare: torch.nn.Sequential, image: torch.Tensor) -> None:
     """Forward + backward to the pixels through the peer's layers, without its loss modules."""
     x = image.detach().clone().requires_grad_(True)
@@ -141,10 +183,12 @@ def main() -> None:
     )
     print(
         "| size | bare VGG fwd+bwd (s) | + losses, by hand (s) | notebook loop step (s) "
-        "| loop vs bare | loop vs by hand | spread of loop vs by hand | peer bare fwd+bwd (s) "
-        "| peer step (s) | peer vs peer bare | spread of peer vs peer bare |"
+        "| loop vs bare | loop vs by hand | spread of loop vs by hand | kit losses (s) "
+        "| peer bare fwd+bwd (s) | peer step (s) | peer vs peer bare | spread of peer vs peer bare "
+        "| peer losses (s) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    same_rows = []
     for n in args.sizes:
         content = torch.rand((1, 3, n, n), generator=gen).to(device)
         style = torch.rand((1, 3, n, n), generator=gen).to(device)
@@ -153,17 +197,40 @@ def main() -> None:
         rounds = []
         for _ in range(args.rounds):
             kit = measure(ns, vgg, content, style, args.steps, device)
-            rounds.append(kit + measure_peer(closure, bare_peer, content, args.steps, device))
-        bare, hand, step, p_bare, p_step = (
-            statistics.median(r[i] for r in rounds) for i in range(5)
+            peer_times = measure_peer(closure, bare_peer, content, args.steps, device)
+            rounds.append(kit + peer_times + same_work(ns, content, style, args.steps, device))
+        bare, hand, step, p_bare, p_step, s_bare, s_step = (
+            statistics.median(r[i] for r in rounds) for i in range(7)
         )
         spread = [100 * (r[2] / r[1] - 1) for r in rounds]
         p_spread = [100 * (r[4] / r[3] - 1) for r in rounds]
         print(
             f"| {n} | {bare:.3f} | {hand:.3f} | {step:.3f} | {100 * (step / bare - 1):+.0f}% "
             f"| {100 * (step / hand - 1):+.0f}% | {min(spread):+.0f}% … {max(spread):+.0f}% "
+            f"| {hand - bare:.3f} "
             f"| {p_bare:.3f} | {p_step:.3f} | {100 * (p_step / p_bare - 1):+.0f}% "
-            f"| {min(p_spread):+.0f}% … {max(p_spread):+.0f}% |"
+            f"| {min(p_spread):+.0f}% … {max(p_spread):+.0f}% | {p_step - p_bare:.3f} |"
+        )
+        kit_losses = [r[6] - r[5] for r in rounds]
+        peer_losses = [r[4] - r[3] for r in rounds]
+        same_rows.append((n, s_bare, p_bare, s_step, p_step, kit_losses, peer_losses))
+    print(
+        "\nThe same work: the tutorial's layers (style conv1_1 … conv3_1, content conv2_2, max "
+        "pooling), forward + losses + backward, no optimiser update; losses = step − bare.\n"
+    )
+    print(
+        "| size | kit bare (s) | peer bare (s) | kit step (s) | peer step (s) "
+        "| kit losses (s/step) | peer losses (s/step) | kit losses / peer losses "
+        "| spread of kit / peer losses |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, s_bare, p_bare, s_step, p_step, kit_losses, peer_losses in same_rows:
+        k, p = statistics.median(kit_losses), statistics.median(peer_losses)
+        ratios = [a / b for a, b in zip(kit_losses, peer_losses) if b > 0]
+        spread = f"{min(ratios):.2f} … {max(ratios):.2f}" if ratios else "—"
+        print(
+            f"| {n} | {s_bare:.3f} | {p_bare:.3f} | {s_step:.3f} | {p_step:.3f} | {k:.3f} "
+            f"| {p:.3f} | {k / p if p > 0 else float('nan'):.2f} | {spread} |"
         )
 
 
