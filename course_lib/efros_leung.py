@@ -144,7 +144,7 @@ def _pick_exact(patches64, templates, known, gauss64, near, u, eps):
     before = torch.cumsum(count, 0) - count  # candidates in earlier rows
     rank = torch.cumsum(cand, 0) - 1 - before[rows]  # (P,): rank of a candidate in its row
     which = (u * count).long()  # (B,): floor(u * count), as in the loop
-    chosen = (cand > 0) & (rank == which[rows])  # exactly one per row, rows in order
+    chosen = ((cand > 0) & (rank == which[rows])).nonzero()[:, 0]  # one per row, in order
     return cols[chosen], d[chosen]
 
 
@@ -285,9 +285,10 @@ def _grow(sample, canvas, known, k, eps, max_err, generator, sample_known, progr
             t = img.index_select(1, lin).view(c, hi - lo, kk).transpose(0, 1)  # (B, C, k*k)
             m = filled.index_select(0, lin).view(hi - lo, kk)  # (B, k*k): M
             gm, t32 = gauss32 * m, t.float()  # (B, k*k): G * M; the templates in float32
-            lhs = torch.cat([gm, (-2 * gm[:, None] * t32).flatten(1)], 1)  # (B, n)
+            wt = gm[:, None] * t32  # (B, C, k*k): w T
+            lhs = torch.cat([gm, (-2 * wt).flatten(1)], 1)  # (B, n); -2 w T exactly as before
             prod = lhs @ bank_t  # (B, N): sum w S^2 - 2 sum w T S
-            const = (gm[:, None] * t32 * t32).sum((1, 2))  # (B,): sum w T^2
+            const = (wt * t32).sum((1, 2))  # (B,): sum w T^2
             norm = c * gm.sum(1)  # (B,)
             limit = (prod.amin(1) + const + margin * norm) * (1 + eps) + (TIE + margin) * norm
             near = prod <= (limit - const)[:, None]  # (B, N): every possible candidate
