@@ -1,6 +1,7 @@
 # Style and Content, Texture Synthesis: the course kit.
-#   make lab    set up .venv (once: what the notebooks need) and start JupyterLab on
-#               notebooks/00_start_here.ipynb; TORCH=cpu for PyTorch's CPU-only wheels
+#   make lab    set up .venv (once: what the notebooks need; PyTorch's CPU-only wheels on a machine
+#               without an NVIDIA GPU when their index answers) and start JupyterLab on
+#               notebooks/00_start_here.ipynb
 #   make test   add the test tools to .venv (once) and run lint + the whole test suite
 #   make book   execute the notebooks and render the course book into _build/book/
 #   make update bring the course's new commits in, keeping your edits

@@ -137,13 +137,23 @@ def test_make_lab_uses_an_active_course_kit_conda_environment(tmp_path):
     prefix = tmp_path / "conda-env"
     env = {**os.environ, "CONDA_DEFAULT_ENV": "course-kit", "CONDA_PREFIX": str(prefix)}
     done = subprocess.run(
-        ["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, env=env, check=True
+        ["make", "-n", "lab", "TORCH_PROBE=false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert f"{prefix}/bin/python -m pip install --quiet -e ." in done.stdout
     assert f"{prefix}/bin/jupyter lab" in done.stdout and ".venv" not in done.stdout
     other = {**env, "CONDA_DEFAULT_ENV": "base"}
     done = subprocess.run(
-        ["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, env=other, check=True
+        ["make", "-n", "lab", "TORCH_PROBE=false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=other,
+        check=True,
     )
     assert ".venv/bin/jupyter lab" in done.stdout and str(prefix) not in done.stdout
 
