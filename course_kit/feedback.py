@@ -47,6 +47,7 @@ HEAD = re.compile(r"<head(\s[^>]*)?>", re.I)
 WRAP_CSS = """<style>
 div.input_area pre, div.output_area pre, div.output_subarea pre, .output_text pre {
   white-space: pre-wrap; word-wrap: break-word; overflow-wrap: anywhere;
+  word-break: normal;  /* nbconvert's break-all cut "scores" into "sco" + "res" */
 }
 div.output_subarea { max-width: 100%; overflow-x: auto; }
 </style>
@@ -275,7 +276,8 @@ def _mathjax() -> tuple[str, list[str]] | None:
     setup = (
         "window.MathJax = {root: " + json.dumps(root) + ", "
         "tex2jax: {inlineMath: [['$','$'], ['\\\\(','\\\\)']], processEscapes: true}, "
-        "'HTML-CSS': {availableFonts: ['STIX', 'TeX'], preferredFont: 'TeX', imageFont: null}};"
+        "'HTML-CSS': {availableFonts: ['STIX'], preferredFont: 'STIX', webFont: 'STIX-Web', "
+        "imageFont: null}};"
     )
     body = "\n" + core.read_text() + "\n" + combined.read_text() + "\n"
     body = body.replace("</script", "<\\/script")

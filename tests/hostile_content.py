@@ -10,6 +10,7 @@ notebook rendered without the kit's sanitising (so the probe itself is known to 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import re
 from html.parser import HTMLParser
@@ -30,7 +31,10 @@ MARKDOWN = {
     "md-img-onerror": f'<img src="x" onerror="{_p("md-img-onerror")}">',
     "md-svg-onload": f'<svg onload="{_p("md-svg-onload")}"></svg>',
     "md-details-ontoggle": f'<details open ontoggle="{_p("md-details-ontoggle")}">x</details>',
-    "md-iframe": f'<iframe srcdoc="<script>parent.{_p("md-iframe")}</script>"></iframe>',
+    "md-iframe": (
+        "<iframe srcdoc=\"<script>(parent.pwned=parent.pwned||[]).push('md-iframe')</script>\">"
+        "</iframe>"
+    ),
     "md-link-js": f"[click me](javascript:{_p('md-link-js')})",
     "md-a-js-entity": f'<a href="jav&#x09;ascript:{_p("md-a-js-entity")}">click</a>',
     "md-form": f'<form action="{BEACON}"><input name="q"><button>send</button></form>',
@@ -50,18 +54,30 @@ MARKDOWN = {
 }
 
 # a code cell whose outputs carry the same kinds of attack (run by a kernel when graded)
-OUTPUT_CELL = f'''from IPython.display import HTML, Javascript, SVG, Markdown, display
-display(HTML("<script>{_p("out-html-script")}</script><b>bold is kept</b>"))
-display(HTML('<img src=x onerror="{_p("out-html-img")}">'))
-display(Javascript("{_p("out-js")}"))
-display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="{_p("out-svg")}"><script>{
-    _p("out-svg-script")
-}</script><rect width="10" height="10"/></svg>'))
-display(Markdown("<script>{_p("out-markdown")}</script>"))
-display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "x", "version_major": 2,
-    "version_minor": 0}}, "text/plain": "widget"}}, raw=True)
-print("printed <script>{_p("out-stream")}</script>")
-'''
+_SVG = (
+    f'<svg xmlns="http://www.w3.org/2000/svg" onload="{_p("out-svg")}">'
+    f'<script>{_p("out-svg-script")}</script><rect width="10" height="10"/></svg>'
+)
+_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+_WIDGET = {
+    "application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2},
+    "text/plain": "widget",
+}
+OUTPUT_CELL = "\n".join(
+    [
+        "from IPython.display import HTML, Javascript, SVG, Markdown, display",
+        f"display(HTML({'<script>' + _p('out-html-script') + '</script><b>bold is kept</b>'!r}))",
+        f"display(HTML({'<img src=x onerror=' + chr(34) + _p('out-html-img') + chr(34) + '>'!r}))",
+        f"display(Javascript({_p('out-js')!r}))",
+        f"display(SVG({_SVG!r}))",
+        f"display(Markdown({'<script>' + _p('out-markdown') + '</script>'!r}))",
+        f"display({_WIDGET!r}, raw=True)",
+        # a picture whose size nbconvert writes unquoted into <img width=...>
+        f"display({{'image/png': {_PNG!r}, 'text/plain': 'a picture'}}, raw=True,"
+        f" metadata={{'image/png': {{'width': {'1 onerror=' + _p('out-png-width')!r}}}}})",
+        f"print({'printed <script>' + _p('out-stream') + '</script>'!r})",
+    ]
+)
 
 
 def markdown_cells():
@@ -70,11 +86,8 @@ def markdown_cells():
 
 def outputs():
     """The outputs OUTPUT_CELL makes, for tests without a kernel."""
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" onload="{_p("out-svg")}">'
-        f'<script>{_p("out-svg-script")}</script><rect width="10" height="10"/></svg>'
-    )
-    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+    svg = _SVG
+    png = _PNG
     return [
         new_output(
             "display_data",
@@ -199,5 +212,11 @@ def render(nb, template: str = "feedback") -> str:
         "first_name": "",
         "notebook_path": "demo.ipynb",
     }
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:  # what nbgrader's GetGrades adds from the gradebook
+        meta = cell.metadata.get("nbgrader")
+        if meta and meta.get("grade"):
+            meta.setdefault("score", 0.0)
+            meta.setdefault("points", 1.0)
     html, _ = exporter.from_notebook_node(nb, resources=resources)
     return html

@@ -8,6 +8,7 @@ import re
 
 from hostile_content import (
     MARKDOWN,
+    OUTPUT_CELL,
     active_content,
     elements,
     markdown_cells,
@@ -121,6 +122,10 @@ def test_every_hostile_vector_is_active_in_nbgrader_pages_as_they_are():
     found = "\n".join(active_content(render(_hostile_notebook())))
     for name in ("out-html-script", "out-markdown", "<img onerror"):  # width="1 onerror=..."
         assert name in found, name
+
+
+def test_the_hostile_output_cell_is_python():
+    compile(OUTPUT_CELL, "hostile cell", "exec")  # else the kernel makes no hostile outputs
 
 
 def test_sanitised_notebook_renders_nothing_active_and_keeps_text_and_pictures():
