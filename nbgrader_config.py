@@ -49,4 +49,20 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "course_kit.nbgrader_hooks.CleanTracebacks",  # no library frames or grader folders
     "course_kit.nbgrader_hooks.CapOutputs",  # no 50 MB pages
+    "course_kit.nbgrader_hooks.SanitiseStudentHTML",  # student HTML/JavaScript made inert
+    "course_kit.nbgrader_hooks.NameTimeouts",  # a timed-out cell's verdict names the limit
+]
+
+# The Formgrader shows the autograded notebook with the instructor logged in: what a student
+# wrote (HTML, JavaScript, widgets) is made inert when it is saved, also by the Autograde
+# button (course-kit grade does the same in course_kit.instructor._import_executed).
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "course_kit.nbgrader_hooks.SanitiseStudentHTML",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]

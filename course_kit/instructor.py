@@ -44,7 +44,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import judge, sandbox, workers
+from . import judge, nbgrader_hooks, sandbox, workers
 from .collect import Found, collect_submissions
 from .repair import repair_submission
 
@@ -352,6 +352,7 @@ def _exec_settings(config, timeout: int | None) -> dict[str, dict]:
             out[section] = clean
     if timeout:
         out.setdefault("Execute", {})["timeout"] = int(timeout)
+        out["Execute"]["error_on_timeout"] = nbgrader_hooks.timeout_error(int(timeout))
     return out
 
 
@@ -501,6 +502,7 @@ def _import_executed(paths: CoursePaths, assignment: str, students: list[str]) -
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
         "course_kit.nbgrader_hooks.CapOutputs",
+        "course_kit.nbgrader_hooks.SanitiseStudentHTML",  # what the Formgrader shows is inert
         "nbgrader.preprocessors.SaveAutoGrades",
         "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata",

@@ -8,6 +8,12 @@
   (a student sees the lines of *their* cells, not the grader's folders or NumPy's internals).
 * :class:`CapOutputs` caps every output (text, HTML, images) and each cell's total, so a cell
   that prints 50 MB cannot make a 50 MB notebook or feedback page.
+* :class:`SanitiseStudentHTML` makes student HTML and JavaScript inert
+  (:func:`course_kit.feedback.sanitise_notebook`): in the autograded notebook that the
+  Formgrader shows and in the feedback.
+* :class:`NameTimeouts` adds the per-cell time limit to the verdict of a cell that ran past
+  it; :func:`timeout_error` is the error nbgrader records for such a cell (``Execute.
+  error_on_timeout``), naming the limit.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from nbformat.v4 import new_output
 from traitlets import Bool, Integer, Unicode
 
 HIDDEN_MARK = "BEGIN HIDDEN TESTS"
+TIMEOUT_ENAME = "CellTimeoutError"
+VERDICT_MARK = "course-kit-verdict"  # course_kit.judge.VERDICT_MARK
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # a frame whose file lies in an installed library, the kit's own helpers or a grader folder
 _INTERNAL = re.compile(
@@ -135,3 +143,64 @@ class CapOutputs(Preprocessor):
             kept.append(out)
         cell["outputs"] = kept
         return cell, resources
+
+
+class SanitiseStudentHTML(Preprocessor):
+    """Student HTML, Markdown, SVG and JavaScript made inert (``sanitise_notebook``)."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):  # type: ignore[no-untyped-def]
+        from .feedback import sanitise_notebook
+
+        sanitise_notebook(nb)
+        return nb, resources
+
+
+def timeout_error(seconds: int) -> dict:
+    """nbgrader's ``Execute.error_on_timeout``: the error output of a cell that ran too long."""
+    why = f"this cell ran past the time limit of {int(seconds)} s per cell and was stopped"
+    return {
+        "ename": TIMEOUT_ENAME,
+        "evalue": why,
+        "traceback": [f"\x1b[0;31m{TIMEOUT_ENAME}\x1b[0m: {why}"],
+    }
+
+
+def name_timeouts(nb) -> int:
+    """Add the time limit to the verdict of every judged cell that timed out; returns how many.
+
+    The limit is read from the cell's own timeout error (:func:`timeout_error`); an error
+    recorded without it (nbgrader's default) still says that the cell ran past the limit."""
+    count = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = cell.get("outputs", []) or []
+        errors = [
+            o
+            for o in outputs
+            if o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME
+        ]
+        if not errors:
+            continue
+        why = str(errors[0].get("evalue") or "") or "this cell ran past the time limit per cell"
+        for out in outputs:
+            if not (out.get("metadata") or {}).get(VERDICT_MARK):
+                continue
+            text = out.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            if why not in text:
+                out["data"]["text/plain"] = text.rstrip("\n") + f"\n  - {why}.\n"
+                count += 1
+    return count
+
+
+class NameTimeouts(Preprocessor):
+    """The verdict of a cell that ran past the time limit says so, with the limit."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):  # type: ignore[no-untyped-def]
+        name_timeouts(nb)
+        return nb, resources

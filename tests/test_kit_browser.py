@@ -334,3 +334,215 @@ def test_assignment_visible_tests_say_that_a_function_is_not_implemented(lab, pa
     assert {i for i, _, _ in errors} >= set(visible), "a visible test did not fail"
     unfriendly = [e for e in errors if e[1] != "CheckFailed" or "not implemented yet" not in e[2]]
     assert not unfriendly, f"errors that do not tell the student what to do: {unfriendly}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Student HTML and JavaScript are inert in the feedback page and in the Formgrader (issue 24.3);
+# the grader's verdicts wrap (issue 25.6). One hostile submission of the fixture course is
+# graded for real (sandbox, judge, nbgrader's feedback); each page is also opened made from the
+# same notebook *without* the kit's sanitising, where the student's scripts do run: the probe
+# is known to work, so "nothing ran" means something.
+
+HOSTILE_TIMEOUT = 10  # s per cell: the submission's sum_of_squares loops forever
+# what runs by itself on opening a page made without the kit's sanitising (the Formgrader also
+# runs JavaScript outputs: it loads jQuery, which they need)
+RUN_WITHOUT_SANITISING = {
+    "md-script",
+    "md-img-onerror",
+    "md-details-ontoggle",
+    "md-svg-onload",
+    "md-iframe",
+    "out-html-script",
+    "out-markdown",
+    "out-png-width",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_grading(tmp_path_factory):
+    from hostile_content import OUTPUT_CELL, markdown_cells
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    from course_kit import instructor
+    from course_kit.fixture_course import make_course, make_submission
+
+    tmp = tmp_path_factory.mktemp("hostile-pages")
+    root = make_course(tmp)
+    [released] = instructor.release(root)
+    nb = make_submission(released, "partial")  # a wrong normalise: verdicts with messages
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "squares":
+            cell.source = "def sum_of_squares(values):\n    while True:\n        pass\n"
+    honest = new_markdown_cell("My notes: the Gram loss is $E_l = \\frac{1}{4N^2M^2}$.")
+    nb.cells[1:1] = [honest, *markdown_cells(), new_code_cell(OUTPUT_CELL)]
+    (tmp / "subs" / "mallory").mkdir(parents=True)
+    nbformat.write(nb, tmp / "subs" / "mallory" / "demo.ipynb")
+    [row] = instructor.grade("demo", tmp / "subs", root=root, timeout=HOSTILE_TIMEOUT)
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(root / "grading" / "gradebook.db")) as gb:
+        submission = gb.find_submission_notebook("demo", "demo", "mallory").id
+    return {
+        "root": root,
+        "feedback": root / row.feedback,
+        "submission": submission,
+        "executed": root / "grading" / "executed" / "mallory" / "demo" / "demo.ipynb",
+        "autograded": root / "grading" / "autograded" / "mallory" / "demo" / "demo.ipynb",
+        "tmp": tmp,
+    }
+
+
+def _visit(browser, url: str, *, width: int = 1280, settle_ms: int = 1500) -> dict:
+    """Open ``url`` in a fresh context; what the student's probes did: ``pwned`` (scripts
+    that ran), ``beacon`` (requests to the student's server, answered here) and the page."""
+    from hostile_content import BEACON
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    beacon: list[str] = []
+
+    def block(route):  # recorded; "204 No Content" leaves the page where it is
+        beacon.append(route.request.url)
+        route.fulfill(status=204, body="")
+
+    page.route(BEACON.split("/pwned")[0] + "/pwned-beacon**", block)
+    page.goto(url)
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(settle_ms)  # an onerror, a toggle event or a refresh fires by now
+    return {"context": context, "page": page, "beacon": beacon, "pwned": _pwned(page)}
+
+
+def _pwned(page) -> list[str]:
+    return sorted(page.evaluate("window.pwned || []"))
+
+
+def test_feedback_page_runs_no_student_script_and_its_verdicts_wrap(browser, hostile_grading):
+    from hostile_content import render
+
+    from course_kit.feedback import polish_feedback
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    seen = _visit(browser, hostile_grading["feedback"].as_uri(), width=480)
+    page = seen["page"]
+    try:
+        page.screenshot(path=str(ARTIFACTS / "hostile_feedback.png"), full_page=True)
+        assert seen["pwned"] == [] and seen["beacon"] == [], seen
+        assert page.url == hostile_grading["feedback"].as_uri()  # no refresh, no <base> trick
+        page.wait_for_function("document.querySelectorAll('.MathJax').length > 0")  # math
+        verdicts = page.locator(".output_subarea pre", has_text=re.compile("^Grader: "))
+        assert verdicts.count() >= 3
+        for i in range(verdicts.count()):
+            verdict = verdicts.nth(i)
+            verdict.scroll_into_view_if_needed()
+            assert verdict.is_visible()
+            layout = verdict.evaluate(
+                """(pre) => {
+                    const style = getComputedStyle(pre), box = pre.getBoundingClientRect();
+                    const range = document.createRange();
+                    range.selectNodeContents(pre);
+                    const text = range.getBoundingClientRect();
+                    const hit = document.elementFromPoint(box.left + 5, box.top + 5);
+                    return {whiteSpace: style.whiteSpace, wrap: style.overflowWrap,
+                            textRight: text.right, width: document.documentElement.clientWidth,
+                            scroll: pre.scrollWidth, client: pre.clientWidth,
+                            covered: !(hit && pre.contains(hit))};
+                }"""
+            )
+            assert layout["whiteSpace"] == "pre-wrap" and layout["wrap"] == "anywhere", layout
+            assert layout["textRight"] <= layout["width"], layout  # no line runs off-screen
+            assert layout["scroll"] <= layout["client"] + 1, layout
+            assert not layout["covered"], layout  # no student element laid over the verdict
+        timed_out = verdicts.filter(has_text="time limit")
+        assert f"time limit of {HOSTILE_TIMEOUT} s per cell" in timed_out.first.inner_text()
+    finally:
+        seen["context"].close()
+
+    # the same notebook as the sandbox executed it, rendered by nbgrader's template without
+    # the kit's sanitising and policy: the student's scripts run (the probe works) ...
+    raw = nbformat.read(hostile_grading["executed"], 4)
+    bare = hostile_grading["tmp"] / "unsanitised.html"
+    bare.write_text(render(raw))
+    seen = _visit(browser, bare.as_uri())
+    seen["context"].close()
+    assert RUN_WITHOUT_SANITISING <= set(seen["pwned"]), seen
+    assert seen["beacon"], "the probe's server was not reached"
+    # ... and the Content-Security-Policy alone stops them (a second, independent layer)
+    polish_feedback(bare)
+    seen = _visit(browser, bare.as_uri())
+    seen["context"].close()
+    assert seen["pwned"] == [], seen
+
+
+@pytest.fixture(scope="module")
+def formgrader(hostile_grading):
+    """A Jupyter server with nbgrader's Formgrader on the hostile course; yields its URL."""
+    root = hostile_grading["root"]
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        "--KernelManager.transport=ipc",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log_path = hostile_grading["tmp"] / "formgrader.log"
+    log = log_path.open("w")
+    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert proc.poll() is None, f"the server exited:\n{log_path.read_text()}"
+            assert time.time() < deadline, "the Jupyter server did not answer within 180 s"
+            try:
+                request = urllib.request.Request(
+                    f"{base}/formgrader/api/status", headers={"Authorization": f"token {TOKEN}"}
+                )
+                with urllib.request.urlopen(request, timeout=5):
+                    break
+            except OSError:
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_formgrader_runs_no_student_script(browser, hostile_grading, formgrader):
+    url = f"{formgrader}/formgrader/submissions/{hostile_grading['submission']}/?token={TOKEN}"
+    seen = _visit(browser, url, settle_ms=3000)
+    try:
+        page = seen["page"]
+        page.screenshot(path=str(ARTIFACTS / "hostile_formgrader.png"))
+        assert "mallory" in page.content() and page.locator(".cell").count() > 10
+        assert seen["pwned"] == [] and seen["beacon"] == [], seen
+    finally:
+        seen["context"].close()
+
+    # the notebook as executed, unsanitised, in the same place: the Formgrader runs its
+    # scripts with the instructor logged in (what issue 24 found): the probe works
+    autograded = hostile_grading["autograded"]
+    kept = autograded.read_bytes()
+    mode = autograded.stat().st_mode
+    try:
+        os.chmod(autograded, mode | 0o200)
+        shutil.copyfile(hostile_grading["executed"], autograded)
+        seen = _visit(browser, url, settle_ms=3000)
+        seen["context"].close()
+    finally:
+        autograded.write_bytes(kept)
+        os.chmod(autograded, mode)
+    assert RUN_WITHOUT_SANITISING | {"out-js"} <= set(seen["pwned"]), seen

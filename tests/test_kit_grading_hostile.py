@@ -348,3 +348,60 @@ def test_honest_work_with_broken_cells_gets_its_marks(batch):
     assert any("same nbgrader id" in n for n in rows["duplicated"].notes)
     assert any("answer 'squares'" in n for n in rows["renamed"].notes)
     assert any("no nbgrader cells" in n for n in rows["pasted"].notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Student HTML and JavaScript (issue 24.3): markdown cells and outputs with scripts, event
+# handlers, javascript: links, frames, forms, <meta refresh>, <base>, styles that hide or
+# cover the verdict, SVG with scripts, widget views and an <img width> injection. After a real
+# grade nothing of it is active in the autograded notebook the Formgrader renders nor in the
+# feedback page (whose only scripts are its MathJax, by the hashes of its CSP), and grading is
+# not disturbed: the hostile notebook scores what the same answers score without the HTML.
+# (The browser sees the same in tests/test_kit_browser.py.)
+
+
+@pytest.fixture(scope="module")
+def html_batch(tmp_path_factory):
+    from hostile_content import OUTPUT_CELL, markdown_cells, outputs
+    from nbformat.v4 import new_markdown_cell
+
+    tmp = tmp_path_factory.mktemp("hostile-html")
+    root = make_course(tmp)
+    [released] = instructor.release(root)
+    honest = make_submission(released, "partial")
+    hostile = make_submission(released, "partial")
+    forged = new_code_cell("print('outputs of the submitted file are replaced when it runs')")
+    forged.outputs = outputs()  # as submitted: nbgrader clears them before running the cells
+    math = new_markdown_cell("The loss: $E_l = \\frac{1}{4N^2M^2}$, and `a < b`.")
+    hostile.cells[1:1] = [math, *markdown_cells(), new_code_cell(OUTPUT_CELL), forged]
+    for student, nb in (("honest", honest), ("mallory", hostile)):
+        (tmp / "subs" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp / "subs" / student / "demo.ipynb")
+    rows = instructor.grade("demo", tmp / "subs", root=root, timeout=20)
+    return root, {r.student: r for r in rows}
+
+
+def test_student_html_is_inert_in_the_formgrader_and_the_feedback(html_batch):
+    import re
+
+    from hostile_content import active_content, render
+
+    root, rows = html_batch
+    assert rows["mallory"].score == rows["honest"].score > 0  # the judge still reads reports
+    path = root / "grading" / "autograded" / "mallory" / "demo" / "demo.ipynb"
+    autograded = nbformat.read(path, 4)
+    # as the Formgrader renders it: nothing but the Formgrader's own scripts
+    baseline = active_content(render(new_notebook(), "formgrade"))
+    assert sorted(active_content(render(autograded, "formgrade"))) == sorted(baseline)
+    mimes = {m for c in autograded.cells for o in c.get("outputs", []) for m in o.get("data", {})}
+    assert not {"application/javascript", "application/vnd.jupyter.widget-view+json"} & mimes
+    page = (root / rows["mallory"].feedback).read_text()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert policy and "'unsafe-inline'" not in policy[1].split("script-src")[1].split(";")[0]
+    allowed = set(re.findall(r"'(sha256-[^']+)'", policy[1]))
+    assert active_content(page, allowed_hashes=allowed) == []
+    assert "<b>bold is kept</b>" in page and "$E_l = \\frac{1}{4N^2M^2}$" in page
+    # the same notebook as the sandbox executed it is not inert (the checks can fail)
+    executed = root / "grading" / "executed" / "mallory" / "demo" / "demo.ipynb"
+    found = "\n".join(active_content(render(nbformat.read(executed, 4))))
+    assert "md-script" in found and "out-html-script" in found and "<iframe>" in found
