@@ -190,7 +190,10 @@ def _extract(
                     continue
                 if any(p in SKIP_PARTS or p.startswith("._") for p in parts):
                     continue
-                if info.is_dir() or Path(info.filename).suffix.lower() not in (".ipynb", ".zip"):
+                if info.is_dir():
+                    (dest / info.filename).mkdir(parents=True, exist_ok=True)
+                    continue
+                if Path(info.filename).suffix.lower() not in (".ipynb", ".zip"):
                     _placeholder(dest / info.filename)  # listed, not written
                     continue
                 why = budget.take(info, student)
@@ -198,7 +201,12 @@ def _extract(
                     why = f"skipped {info.filename!r} in {archive.name}: {why}"
                     notes.append((dest / info.filename, why))
                     continue
-                zf.extract(info, dest)
+                try:
+                    zf.extract(info, dest)
+                except OSError as err:  # a name clash inside the zip: that member only
+                    notes.append(
+                        (dest / info.filename, f"could not unpack {info.filename!r}: {err}")
+                    )
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as err:
         notes.append((dest, f"could not unpack {archive.name}: {err}"))
         return
@@ -219,9 +227,6 @@ def _extract(
 def _placeholder(path: Path) -> None:
     """An empty stand-in for a file that was found but is not needed (it is only listed)."""
     try:
-        if str(path).endswith(("/", "\\")):
-            path.mkdir(parents=True, exist_ok=True)
-            return
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     except OSError:
