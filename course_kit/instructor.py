@@ -22,6 +22,11 @@ re-run, and never stops the batch for one student:
   frames or grader paths, with long lines wrapped, capped outputs and MathJax inlined;
 * ``grades_<id>.csv`` in the grading folder has exactly one row per student.
 
+A rerun keeps (does not run again) a submission unchanged since it was judged only while the
+gradebook in use still holds that judged result (``judge/graded_<id>.json``, written atomically
+once judging has finished, names the gradebook and the score): a run killed half-way, or a
+``--db`` pointing elsewhere, means those submissions are graded again.
+
 Every path comes from nbgrader's ``CourseDirectory`` as ``nbgrader_config.py`` sets it.
 """
 
@@ -590,37 +595,20 @@ def grade(
         db_url: the gradebook (any SQLAlchemy URL, e.g. ``postgresql://host/course``); default:
             ``CourseDirectory.db_url`` from nbgrader_config.py. Checked before anything runs.
     Returns:
-        One row per student found, sorted by id.
+        One row per submitter found (also one without a notebook: its status says what was
+        found), and one per student of earlier runs that the gradebook in use holds; sorted by
+        id. Students of earlier runs that it does not hold are left out, and printed.
     """
-    paths = course_paths(root or project_root(), db_url=db_url)
-    root = paths.root
-    if db_url:
-        check_database(db_url)
-    _environment_on_path()
-    _check_assignment(root, assignment)
-    submissions = Path(submissions)
-    if not submissions.exists():
-        raise FileNotFoundError(f"`submissions` does not exist: {submissions}")
-    if sandbox_mode not in sandbox.MODES:
-        raise ValueError(f"`sandbox_mode` must be one of {sandbox.MODES}; got {sandbox_mode!r}")
-    problem = sandbox.sandbox_problem() if sandbox_mode != "none" else None
-    if problem is not None:
-        if sandbox_mode == "bwrap":
-            raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
-        print("course-kit: WARNING: " + sandbox.FALLBACK_WARNING.format(why=problem))
+    paths = _checked(assignment, submissions, root, db_url, sandbox_mode)
     work = paths.workspace
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "logs").mkdir(exist_ok=True)
-    cfg_timeout = paths.config.get("Execute", {}).get("timeout", 30)
-    timeout = int(timeout or cfg_timeout)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    timeout = int(timeout or paths.config.get("Execute", {}).get("timeout", 30))
     settings = _exec_settings(paths.config, timeout)
-
     released = _register(paths, assignment)
     source_nb = paths.source(assignment) / f"{assignment}.ipynb"
     expected = judge.expected_reports(source_nb, cache_dir=work / "judge")
     for warning in expected.warnings:
         print(f"course-kit: judge: {warning}")
-
     known = _load_json(work / f"names_{assignment}.json")
     found = collect_submissions(submissions, assignment, released, known=known)
     if not found:
@@ -628,17 +616,16 @@ def grade(
     archived = _store_submitted(paths, assignment, found)
 
     run = _Run(paths, assignment, expected, _load_json(_state_path(paths, assignment)))
-    common = hashlib.sha256(
+    options = {"timeout": timeout, "limits": limits, "mode": sandbox_mode}
+    common = hashlib.sha256(  # what else a grade depends on: the release, tests and settings
         released.read_bytes()
         + json.dumps(expected.to_json(), sort_keys=True).encode()
         + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
     )
     with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
-        options = {"timeout": timeout, "limits": limits, "mode": sandbox_mode}
-        tasks = run.prepare(found, archived, released, common, regrade, Path(tmp))
         tasks = [
             dataclasses.replace(t, settings=settings, options={**options, **t.options})
-            for t in tasks
+            for t in run.prepare(found, archived, released, common, regrade, Path(tmp))
         ]
         # nothing of this run counts as judged until it is: rerun after a crash, it is redone
         run.save_state()
@@ -650,10 +637,28 @@ def grade(
     run.feedback()
     out = run.rows_with_earlier()
     _write_csv(work / f"grades_{assignment}.csv", assignment, out)
-    _nbgrader(
-        root, "export", "--to", str(work / "grades.csv"), *paths.gradebook_flags(), check=False
-    )
+    flags = paths.gradebook_flags()
+    _nbgrader(paths.root, "export", "--to", str(work / "grades.csv"), *flags, check=False)
     return out
+
+
+def _checked(assignment, submissions, root, db_url, sandbox_mode) -> CoursePaths:
+    """The course's paths, once every argument of :func:`grade` has been checked."""
+    paths = course_paths(root or project_root(), db_url=db_url)
+    if db_url:
+        check_database(db_url)
+    _environment_on_path()
+    _check_assignment(paths.root, assignment)
+    if not Path(submissions).exists():
+        raise FileNotFoundError(f"`submissions` does not exist: {submissions}")
+    if sandbox_mode not in sandbox.MODES:
+        raise ValueError(f"`sandbox_mode` must be one of {sandbox.MODES}; got {sandbox_mode!r}")
+    problem = sandbox.sandbox_problem() if sandbox_mode != "none" else None
+    if problem is not None:
+        if sandbox_mode == "bwrap":
+            raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
+        print("course-kit: WARNING: " + sandbox.FALLBACK_WARNING.format(why=problem))
+    return paths
 
 
 def _state_path(paths: CoursePaths, assignment: str) -> Path:
