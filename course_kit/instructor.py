@@ -22,12 +22,18 @@ re-run, and never stops the batch for one student:
   frames or grader paths, with long lines wrapped, capped outputs and MathJax inlined;
 * ``grades_<id>.csv`` in the grading folder has exactly one row per student.
 
+A rerun keeps (does not run again) a submission unchanged since it was judged only while the
+gradebook in use still holds that judged result (``judge/graded_<id>.json``, written atomically
+once judging has finished, names the gradebook and the score): a run killed half-way, or a
+``--db`` pointing elsewhere, means those submissions are graded again.
+
 Every path comes from nbgrader's ``CourseDirectory`` as ``nbgrader_config.py`` sets it.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import filecmp
 import hashlib
@@ -591,18 +597,61 @@ def grade(
         db_url: the gradebook (any SQLAlchemy URL, e.g. ``postgresql://host/course``); default:
             ``CourseDirectory.db_url`` from nbgrader_config.py. Checked before anything runs.
     Returns:
-        One row per student found, sorted by id.
+        One row per submitter found (also one without a notebook: its status says what was
+        found), and one per student of earlier runs that the gradebook in use holds; sorted by
+        id. Students of earlier runs that it does not hold are left out, and printed.
     """
-    from nbgrader.api import Gradebook, MissingEntry
+    paths = _checked(assignment, submissions, root, db_url, sandbox_mode)
+    work = paths.workspace
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    timeout = int(timeout or paths.config.get("Execute", {}).get("timeout", 30))
+    settings = _exec_settings(paths.config, timeout)
+    released = _register(paths, assignment)
+    source_nb = paths.source(assignment) / f"{assignment}.ipynb"
+    expected = judge.expected_reports(source_nb, cache_dir=work / "judge")
+    for warning in expected.warnings:
+        print(f"course-kit: judge: {warning}")
+    known = _load_json(work / f"names_{assignment}.json")
+    found = collect_submissions(submissions, assignment, released, known=known)
+    if not found:
+        raise ValueError(f"no submissions found in {submissions}")
+    archived = _store_submitted(paths, assignment, found)
 
+    run = _Run(paths, assignment, expected, _load_json(_state_path(paths, assignment)))
+    options = {"timeout": timeout, "limits": limits, "mode": sandbox_mode}
+    common = hashlib.sha256(  # what else a grade depends on: the release, tests and settings
+        released.read_bytes()
+        + json.dumps(expected.to_json(), sort_keys=True).encode()
+        + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
+    )
+    with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
+        tasks = [
+            dataclasses.replace(t, settings=settings, options={**options, **t.options})
+            for t in run.prepare(found, archived, released, common, regrade, Path(tmp))
+        ]
+        # nothing of this run counts as judged until it is: rerun after a crash, it is redone
+        run.save_state()
+        # the slow part, one sandbox per submission: here, in worker processes or on Dask
+        results = workers.run_all(tasks, jobs=jobs, scheduler=scheduler)
+    run.import_results(tasks, results)
+    run.judge_all()
+    run.save_state()
+    run.feedback()
+    out = run.rows_with_earlier()
+    _write_csv(work / f"grades_{assignment}.csv", assignment, out)
+    flags = paths.gradebook_flags()
+    _nbgrader(paths.root, "export", "--to", str(work / "grades.csv"), *flags, check=False)
+    return out
+
+
+def _checked(assignment, submissions, root, db_url, sandbox_mode) -> CoursePaths:
+    """The course's paths, once every argument of :func:`grade` has been checked."""
     paths = course_paths(root or project_root(), db_url=db_url)
-    root = paths.root
     if db_url:
         check_database(db_url)
     _environment_on_path()
-    _check_assignment(root, assignment)
-    submissions = Path(submissions)
-    if not submissions.exists():
+    _check_assignment(paths.root, assignment)
+    if not Path(submissions).exists():
         raise FileNotFoundError(f"`submissions` does not exist: {submissions}")
     if sandbox_mode not in sandbox.MODES:
         raise ValueError(f"`sandbox_mode` must be one of {sandbox.MODES}; got {sandbox_mode!r}")
@@ -611,181 +660,353 @@ def grade(
         if sandbox_mode == "bwrap":
             raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
         print("course-kit: WARNING: " + sandbox.FALLBACK_WARNING.format(why=problem))
-    work = paths.workspace
-    work.mkdir(parents=True, exist_ok=True)
-    logs = work / "logs"
-    logs.mkdir(exist_ok=True)
-    cfg_timeout = paths.config.get("Execute", {}).get("timeout", 30)
-    timeout = int(timeout or cfg_timeout)
-    settings = _exec_settings(paths.config, timeout)
+    return paths
 
-    released = _register(paths, assignment)
-    source_nb = paths.source(assignment) / f"{assignment}.ipynb"
-    expected = judge.expected_reports(source_nb, cache_dir=work / "judge")
-    for warning in expected.warnings:
-        print(f"course-kit: judge: {warning}")
 
-    found = collect_submissions(submissions, assignment, released)
-    if not found:
-        raise ValueError(f"no .ipynb submissions found in {submissions}")
-    archived = _store_submitted(paths, assignment, found)
+def _state_path(paths: CoursePaths, assignment: str) -> Path:
+    """``judge/graded_<id>.json``: per student, what was judged, into which gradebook."""
+    return paths.workspace / "judge" / f"graded_{assignment}.json"
 
-    rows: dict[str, GradeRow] = {}
-    executed: list[str] = []
-    failures: dict[str, str] = {}
-    reused: set[str] = set()
-    state_path = work / "judge" / f"graded_{assignment}.json"
-    state = _load_json(state_path)
-    common = hashlib.sha256(
-        released.read_bytes()
-        + json.dumps(expected.to_json(), sort_keys=True).encode()
-        + json.dumps([timeout, sandbox_mode, vars(limits or sandbox.Limits())]).encode()
-    )
-    tasks: list[workers.Task] = []
-    digests: dict[str, str | None] = {}
-    with tempfile.TemporaryDirectory(prefix="course-kit-grade-") as tmp:
-        template = None
+
+def _gradebook_key(db_url: str) -> str:
+    """Which gradebook ``db_url`` is (an SQLite file by its real path; a password left out)."""
+    if db_url.startswith("sqlite:///"):
+        return "sqlite:///" + os.path.realpath(db_url[len("sqlite:///") :])
+    return re.sub(r"//[^@/]*@", "//", db_url)
+
+
+def _auto_totals(db_url: str, assignment: str) -> dict[str, float]:
+    """Each student's sum of automatic scores for ``assignment`` in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        try:
+            subs = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            return {}
+        return {
+            s.student_id: round(
+                sum(g.auto_score or 0.0 for nb in s.notebooks for g in nb.grades), 6
+            )
+            for s in subs
+        }
+
+
+class _Run:
+    """One ``grade`` run's state: rows, failures, and what counts as judged (phases below).
+
+    ``state`` (``judge/graded_<id>.json``) holds, per student, the digest of what was judged,
+    the gradebook it was judged into and the automatic score it left there: a submission is
+    kept by digest only while the gradebook in use still holds that very result."""
+
+    def __init__(self, paths: CoursePaths, assignment: str, expected, state: dict) -> None:
+        self.paths, self.assignment, self.expected = paths, assignment, expected
+        self.state = {k: v for k, v in state.items() if isinstance(v, dict)}
+        self.key = _gradebook_key(paths.db_url)
+        self.rows: dict[str, GradeRow] = {}
+        self.failures: dict[str, str] = {}
+        self.reused: set[str] = set()
+        self.digests: dict[str, str] = {}
+        self.executed: list[str] = []
+
+    def _page(self, student: str) -> Path:
+        return self.paths.feedback(student, self.assignment) / f"{self.assignment}.html"
+
+    def _kept(self, student: str, digest: str, totals: dict[str, float]) -> bool:
+        previous = self.state.get(student, {})
+        done = self.paths.autograded(student, self.assignment) / f"{self.assignment}.ipynb"
+        return (
+            previous.get("digest") == digest
+            and previous.get("gradebook") == self.key
+            and totals.get(student) == previous.get("auto")
+            and done.is_file()
+        )
+
+    def prepare(self, found, archived, released, common, regrade, tmp) -> list[workers.Task]:
+        """Rows for every submitter; the tasks of those to run (others kept or failed)."""
+        paths, aid = self.paths, self.assignment
+        totals = _auto_totals(paths.db_url, aid) if self.state and not regrade else {}
+        tasks, template = [], None
         for item in found:
             notes = list(item.notes) + archived.get(item.student, [])
-            nb = None
-            digest = None
-            if item.path is not None:
-                copy = paths.submitted(item.student, assignment) / f"{assignment}.ipynb"
-                digest = _digest(common, copy)
-                done = paths.autograded(item.student, assignment) / f"{assignment}.ipynb"
-                previous = state.get(item.student, {})
-                if not regrade and previous.get("digest") == digest and done.is_file():
-                    reused.add(item.student)  # unchanged since it was graded: keep its grades
-                    rows[item.student] = GradeRow(
-                        item.student,
-                        0.0,
-                        0.0,
-                        "graded",
-                        "",
-                        previous.get("notes", []),
-                        name=item.name,
-                    )
-                    continue
+            row = GradeRow(item.student, 0.0, 0.0, "graded", "", notes, name=item.name)
+            self.rows[item.student] = row
+            if item.path is None:
+                self._fail(item.student, item.problem or "no notebook found")
+                continue
+            copy = paths.submitted(item.student, aid) / f"{aid}.ipynb"
+            digest = _digest(common, copy)
+            if not regrade and self._kept(item.student, digest, totals):
+                self.reused.add(item.student)  # unchanged, and its grades are still there
+                row.notes = list(self.state[item.student].get("notes", []))
+                continue
+            self.state.pop(item.student, None)
+            try:
                 nb, repaired = repair_submission(copy, released)
                 # a rebuilt notebook's notes say what was repaired; otherwise say which test
                 # cells nbgrader will restore
                 notes += repaired or integrity_report(released, copy)
-            if nb is not None and template is None:
-                template = _template_db(paths, assignment, Path(tmp))
-            if nb is None:
-                failures[item.student] = notes[-1] if notes else "no notebook"
-            else:
-                tasks.append(
-                    workers.Task(
-                        root=paths.root,
-                        assignment=assignment,
-                        student=item.student,
-                        notebook=json.loads(nbformat.writes(nb)),
-                        template_db=template,
-                        settings=settings,
-                        options={
-                            "timeout": timeout,
-                            "limits": limits,
-                            "mode": sandbox_mode,
-                            "timestamp": item.timestamp,
-                        },
-                    )
-                )
-                digests[item.student] = digest
-            rows[item.student] = GradeRow(
-                item.student, 0.0, 0.0, "graded", "", notes, name=item.name
-            )
-            state.pop(item.student, None)
-        # the slow part, one sandbox per submission: here, in worker processes or on Dask
-        results = workers.run_all(tasks, jobs=jobs, scheduler=scheduler)
-    for task in tasks:
-        result = results[task.student]
-        (logs / f"autograde_{assignment}_{task.student}.log").write_text(result.log)
-        if result.notebook is None:
-            failures[task.student] = result.problem or "not graded"
-            continue
-        executed.append(task.student)
-        if result.problem:
-            rows[task.student].notes.append(result.problem)
-        if digests.get(task.student):
-            state[task.student] = {
-                "digest": digests[task.student],
-                "notes": rows[task.student].notes,
-            }
-    for student in executed:  # a stale autograded copy must not survive a failed import
-        stale = paths.autograded(student, assignment)
-        if stale.exists():
-            shutil.rmtree(stale)
-    import_log = _import_executed(paths, assignment, executed)
-    (logs / f"import_{assignment}.log").write_text(import_log)
-    for student in executed:
-        if not (paths.autograded(student, assignment) / f"{assignment}.ipynb").is_file():
-            failures[student] = "the executed notebook could not be read back"
-    for student in failures:
-        stale = paths.autograded(student, assignment)
-        if stale.exists():
-            shutil.rmtree(stale)
-    for student in failures:
-        state.pop(student, None)
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps(state, indent=1))
-    for student in rows:
-        if student in reused:
-            continue
-        _zero_missing(paths.db_url, assignment, student, everything=student in failures)
-        if student not in failures and expected.cells:
-            rows[student].notes += _judge_student(paths, assignment, student, expected)
-
-    feedback_students = [s for s in rows if s not in failures]
-    if feedback_students:
-        _nbgrader(
-            root, "generate_feedback", assignment, "--force", *paths.gradebook_flags(), check=False
-        )
-    with Gradebook(paths.db_url) as gb:
-        max_score = float(gb.find_assignment(assignment).max_score)
-        for student, row in rows.items():
-            page = paths.feedback(student, assignment) / f"{assignment}.html"
-            try:
-                score = float(gb.find_submission(assignment, student).score)
-            except MissingEntry:
-                score = 0.0
-            row.max_score = max_score
-            if student in failures:
-                row.status = "not graded: " + failures[student]
-                row.notes.append(row.status + "; scored 0")
-                score = 0.0
-                _write_failure_feedback(page, row.name or student, assignment, max_score, row.notes)
-            else:
-                from .feedback import polish_feedback
-
-                polish_feedback(page)
-            row.score = score
-            row.feedback = os.path.relpath(page, root)
-        names = _remember_names(work, assignment, rows)
-        for student in _all_students(paths, assignment):
-            if student in rows:
+                data = json.loads(nbformat.writes(nb)) if nb is not None else None
+            except Exception as err:  # noqa: BLE001 - any file a student may hand in
+                data = None
+                notes.append(f"the notebook cannot be read ({type(err).__name__})")
+            if data is None:
+                self._fail(item.student, notes[-1] if notes else "not a notebook")
                 continue
-            page = paths.feedback(student, assignment) / f"{assignment}.html"
-            try:
-                score = float(gb.find_submission(assignment, student).score)
-                status = "graded in an earlier run"
-            except MissingEntry:
-                score, status = 0.0, "not graded yet"
-            rows[student] = GradeRow(
-                student,
-                score,
-                max_score,
-                status,
-                os.path.relpath(page, root),
-                [],
-                name=names.get(student, student),
+            if template is None:
+                template = _template_db(paths, aid, tmp)
+            tasks.append(
+                workers.Task(
+                    root=paths.root,
+                    assignment=aid,
+                    student=item.student,
+                    notebook=data,
+                    template_db=template,
+                    settings={},
+                    options={"timestamp": item.timestamp},
+                )
             )
-    out = [rows[s] for s in sorted(rows)]
-    _write_csv(work / f"grades_{assignment}.csv", assignment, out)
-    _nbgrader(
-        root, "export", "--to", str(work / "grades.csv"), *paths.gradebook_flags(), check=False
-    )
+            self.digests[item.student] = digest
+        return tasks
+
+    def _fail(self, student: str, why: str) -> None:
+        self.failures[student] = why
+        self.state[student] = {"failed": why, "gradebook": self.key}
+        stale = self.paths.autograded(student, self.assignment)
+        if stale.exists():
+            shutil.rmtree(stale)
+
+    def save_state(self) -> None:
+        _save_json(_state_path(self.paths, self.assignment), self.state)
+
+    def import_results(self, tasks, results) -> None:
+        """Executed notebooks into the gradebook (nbgrader's verdicts: judged next)."""
+        paths, aid = self.paths, self.assignment
+        for task in tasks:
+            result = results[task.student]
+            log = paths.workspace / "logs" / f"autograde_{aid}_{task.student}.log"
+            log.write_text(result.log)
+            if result.notebook is None:
+                self._fail(task.student, result.problem or "not graded")
+                continue
+            self.executed.append(task.student)
+            if result.problem:
+                self.rows[task.student].notes.append(result.problem)
+        for student in self.executed:  # a stale autograded copy must not survive a failed import
+            stale = paths.autograded(student, aid)
+            if stale.exists():
+                shutil.rmtree(stale)
+        import_log = _import_executed(paths, aid, self.executed)
+        (paths.workspace / "logs" / f"import_{aid}.log").write_text(import_log)
+        for student in self.executed:
+            if not (paths.autograded(student, aid) / f"{aid}.ipynb").is_file():
+                self._fail(student, "the executed notebook could not be read back")
+
+    def judge_all(self) -> None:
+        """The judge's verdicts replace nbgrader's, one student at a time: a student the judge
+        cannot read scores 0 with a note, and the batch goes on."""
+        paths, aid = self.paths, self.assignment
+        judged = []
+        for student, row in self.rows.items():
+            if student in self.reused:
+                continue
+            try:
+                _zero_missing(paths.db_url, aid, student, everything=student in self.failures)
+                if student not in self.failures and self.expected.cells:
+                    row.notes += _judge_student(paths, aid, student, self.expected)
+            except Exception as err:  # noqa: BLE001 - one student never stops the batch
+                first = str(err).splitlines()[0][:200] if str(err) else ""
+                self._fail(student, f"could not be judged ({type(err).__name__}: {first})")
+                try:
+                    _zero_missing(paths.db_url, aid, student, everything=True)
+                except Exception as again:  # noqa: BLE001
+                    row.notes.append(f"its gradebook entry could not be set to 0 ({again})")
+                continue
+            if student not in self.failures:
+                judged.append(student)
+        totals = _auto_totals(paths.db_url, aid) if judged else {}
+        for student in judged:
+            self.state[student] = {
+                "digest": self.digests.get(student),
+                "notes": self.rows[student].notes,
+                "gradebook": self.key,
+                "auto": totals.get(student),
+            }
+
+    def feedback(self) -> None:
+        """A page per student of this run: nbgrader's (polished), a short one where nbgrader
+        could not make one, or the not-graded page. Pages of other students are not touched."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        paths, aid = self.paths, self.assignment
+        ok = [s for s in self.rows if s not in self.failures]
+        made = _generate_feedback(paths, aid, ok) if ok else {}
+        with Gradebook(paths.db_url) as gb:
+            max_score = float(gb.find_assignment(aid).max_score)
+            for student, row in self.rows.items():
+                try:
+                    score = float(gb.find_submission(aid, student).score)
+                except MissingEntry:
+                    score = 0.0
+                row.max_score = max_score
+                row.feedback = os.path.relpath(self._page(student), paths.root)
+                if student in self.failures:
+                    row.status = "not graded: " + self.failures[student]
+                    row.notes.append(row.status + "; scored 0")
+                    score = 0.0
+                    _write_failure_feedback(
+                        self._page(student), row.name or student, aid, max_score, row.notes
+                    )
+                elif made.get(student) is not None:
+                    why = made[student]
+                    row.notes.append(
+                        f"nbgrader could not make the feedback page ({why}); a short page "
+                        "with the score and the grader's verdicts was written instead"
+                    )
+                    _write_plain_feedback(paths, aid, student, row, score, max_score)
+                row.score = score
+
+    def rows_with_earlier(self) -> list[GradeRow]:
+        """This run's rows, and students of earlier runs that the gradebook in use holds.
+
+        A student with a submitted copy whom this gradebook does not hold (graded into another
+        ``--db``) is left out of the CSV, and named here: a 0 would overwrite a real grade."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        paths, aid = self.paths, self.assignment
+        names = _remember_names(paths.workspace, aid, self.rows)
+        rows, missing = dict(self.rows), []
+        with Gradebook(paths.db_url) as gb:
+            max_score = float(gb.find_assignment(aid).max_score)
+            for student in _all_students(paths, aid):
+                if student in rows:
+                    continue
+                try:
+                    score = float(gb.find_submission(aid, student).score)
+                except MissingEntry:
+                    missing.append(student)
+                    continue
+                entry = self.state.get(student)
+                if entry is None or entry.get("gradebook", self.key) != self.key:
+                    score, status = (
+                        0.0,
+                        (
+                            "not graded: no finished run judged it into this gradebook (grade its "
+                            "submission again)"
+                        ),
+                    )
+                elif entry.get("failed"):
+                    score, status = 0.0, f"not graded (in an earlier run): {entry['failed']}"
+                else:
+                    status = "graded in an earlier run"
+                rows[student] = GradeRow(
+                    student,
+                    score,
+                    max_score,
+                    status,
+                    os.path.relpath(self._page(student), paths.root),
+                    [],
+                    name=names.get(student, student),
+                )
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            print(
+                f"course-kit: {len(missing)} student(s) with a submission from an earlier run "
+                f"are not in this gradebook and are left out of the CSV: {shown}"
+            )
+        return [rows[s] for s in sorted(rows)]
+
+
+def _generate_feedback(paths: CoursePaths, assignment: str, students: list[str]) -> dict:
+    """nbgrader's feedback pages, made in a temporary folder, polished, then moved into place
+    for ``students`` only. Returns ``{student: None}`` where a page was placed, else
+    ``{student: why}`` (nbgrader could not make it: a student's line that looks like a
+    hidden-test marker, say)."""
+    from .feedback import polish_feedback
+
+    out: dict[str, str | None] = {}
+    with tempfile.TemporaryDirectory(prefix="course-kit-feedback-") as tmp:
+        proc = _nbgrader(
+            paths.root,
+            "generate_feedback",
+            assignment,
+            "--force",
+            *paths.gradebook_flags(),
+            f"--CourseDirectory.feedback_directory={tmp}",
+            check=False,
+        )
+        log = proc.stdout + proc.stderr
+        (paths.workspace / "logs" / f"feedback_{assignment}.log").write_text(log)
+        for student in students:
+            made = Path(paths.coursedir.format_path(tmp, student, assignment))
+            page = made / f"{assignment}.html"
+            if not page.is_file():
+                out[student] = _feedback_error(log, student)
+                continue
+            try:
+                polish_feedback(page)
+            except Exception as err:  # noqa: BLE001 - a page that cannot be polished is not sent
+                out[student] = f"the page could not be polished: {type(err).__name__}"
+                continue
+            dest = paths.feedback(student, assignment)
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(made, dest)
+            out[student] = None
     return out
+
+
+def _feedback_error(log: str, student: str) -> str:
+    """nbgrader's reason for not making ``student``'s page, from its log (or a general one)."""
+    for line in log.splitlines():
+        if "Error" in line and ("hidden tests" in line.lower() or student in line):
+            return line.strip()[:200]
+    return "no page was made; see logs/feedback_*.log"
+
+
+def _write_plain_feedback(
+    paths: CoursePaths, assignment: str, student: str, row: GradeRow, score: float, top: float
+) -> None:
+    """A short page (score, and the verdict under each judged cell) where nbgrader made none."""
+    page = paths.feedback(student, assignment) / f"{assignment}.html"
+    verdicts = []
+    try:
+        nb = nbformat.read(paths.autograded(student, assignment) / f"{assignment}.ipynb", 4)
+        for cell in nb.cells:
+            gid = judge._grade_id(cell)
+            for out in cell.get("outputs", []) or []:
+                if (out.get("metadata") or {}).get(judge.VERDICT_MARK):
+                    verdicts.append((gid, str(out.get("data", {}).get("text/plain", ""))))
+    except Exception:  # noqa: BLE001 - the score alone is still worth sending
+        pass
+    items = "".join(
+        f"<li><b>{html.escape(str(g))}</b><pre>{html.escape(t)}</pre></li>" for g, t in verdicts
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in row.notes)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    if page.exists():
+        os.chmod(page, 0o644)
+    page.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(assignment)}"
+        f"</title></head><body><h1>{html.escape(assignment)} (Score: {score:g} / {top:g})</h1>"
+        f"<p>{html.escape(row.name or student)}: the full feedback page could not be made; "
+        f"the grader's verdicts per test cell:</p><ul>{items}</ul><p>Notes:</p><ul>{notes}</ul>"
+        "</body></html>"
+    )
+
+
+def _save_json(path: Path, data) -> None:
+    """Write JSON atomically (a temporary file beside it, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _load_json(path: Path) -> dict:
@@ -814,12 +1035,9 @@ def _all_students(paths: CoursePaths, assignment: str) -> list[str]:
 def _remember_names(work: Path, assignment: str, rows: dict[str, GradeRow]) -> dict[str, str]:
     """Original names of the safe ids, kept across runs (``names_<id>.json``)."""
     path = work / f"names_{assignment}.json"
-    try:
-        names = json.loads(path.read_text())
-    except (OSError, ValueError):
-        names = {}
+    names = {k: v for k, v in _load_json(path).items() if isinstance(v, str)}
     names.update({s: r.name for s, r in rows.items() if r.name})
-    path.write_text(json.dumps(names, indent=1, ensure_ascii=False))
+    _save_json(path, names)
     return names
 
 

@@ -61,37 +61,101 @@ class JudgeError(RuntimeError):
 # ----------------------------------------------------------------------------- decoding
 
 
-def _decode(data: Any) -> Any:
-    """A reported value (see ``course_lib.grading._encode``) back to Python / NumPy."""
-    if data is None or isinstance(data, (bool, int, str)):
+MAX_DEPTH = 64  # nesting of a reported value (the kit's assignments use 2 or 3)
+MAX_ENTRIES = 50_000_000  # numbers in one reported value, arrays included
+MAX_INT_BITS = 1000  # a larger integer cannot be compared as a float
+
+
+class _Budget:
+    """What is left of the size budget while one reported value is decoded."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ENTRIES
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise ValueError(f"the result holds more than {MAX_ENTRIES:,} entries")
+
+
+def _decode(data: Any, _depth: int = 0, _budget: _Budget | None = None) -> Any:
+    """A reported value (see ``course_lib.grading._encode``) back to Python / NumPy.
+
+    Anything a kernel could put there is read or refused with ``ValueError`` (never another
+    exception): nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_ENTRIES` numbers,
+    integers beyond float range, malformed arrays, unknown dtypes, wrong types.
+    """
+    budget = _budget or _Budget()
+    budget.spend(1)
+    if _depth > MAX_DEPTH:
+        raise ValueError(f"the result is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(data, int) and not isinstance(data, bool):
+        if data.bit_length() > MAX_INT_BITS:
+            raise ValueError("an integer too large to compare")
+        return data
+    if data is None or isinstance(data, (bool, str)):
+        return data
+    if isinstance(data, float):  # a bare JSON number where the encoder writes {"float": ...}
         return data
     if not isinstance(data, Mapping):
         raise ValueError(f"unexpected reported value of type {type(data).__name__}")
     if "array" in data:
-        dtype = np.dtype(str(data["dtype"]))
-        if dtype.kind not in "biuf":
-            raise ValueError(f"unsupported dtype {dtype}")
-        shape = tuple(int(s) for s in data["shape"])
-        if math.prod(shape) > 50_000_000:
-            raise ValueError("reported array too large")
-        arr = np.asarray(data["array"], dtype=np.float64 if dtype.kind == "f" else dtype)
-        arr = arr.reshape(shape)
-        if dtype.kind == "f" and data.get("nonfinite") is not None:
-            mask = np.asarray(data["nonfinite"], dtype=bool).reshape(shape)
-            arr = arr.copy()
-            arr[mask] = np.nan  # reported non-finite entries: compared as NaN positions
-        return arr
+        return _decode_array(data, budget)
     if "float" in data:
         value = data["float"]
-        return float(value) if not isinstance(value, str) else float("nan")
+        if isinstance(value, str):
+            return float("nan")  # the encoder writes non-finite floats as their repr
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"a float reported as {type(value).__name__}")
+        try:
+            return float(value)
+        except OverflowError as err:
+            raise ValueError("a float out of range") from err
     if "sequence" in data:
-        items = [_decode(v) for v in data["sequence"]]
+        seq = data["sequence"]
+        if not isinstance(seq, list):
+            raise ValueError(f"a sequence reported as {type(seq).__name__}")
+        items = [_decode(v, _depth + 1, budget) for v in seq]
         return tuple(items) if data.get("tuple") else items
     if "mapping" in data:
-        return {str(k): _decode(v) for k, v in dict(data["mapping"]).items()}
+        mapping = data["mapping"]
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"a mapping reported as {type(mapping).__name__}")
+        return {str(k): _decode(v, _depth + 1, budget) for k, v in mapping.items()}
     if "unsupported" in data:
-        return _Unsupported(str(data["unsupported"]))
+        return _Unsupported(str(data["unsupported"])[:80])
     raise ValueError("unrecognised reported value")
+
+
+def _decode_array(data: Mapping, budget: _Budget) -> np.ndarray:
+    """``{"array", "dtype", "shape", "nonfinite"}`` back to an array (see :func:`_decode`)."""
+    try:
+        dtype = np.dtype(str(data["dtype"])[:20])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"an array with an unreadable dtype ({err})") from err
+    if dtype.kind not in "biuf?":
+        raise ValueError(f"unsupported dtype {dtype}")
+    shape_in = data.get("shape")
+    if not isinstance(shape_in, list) or len(shape_in) > 32:
+        raise ValueError("an array with an unreadable shape")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape_in):
+        raise ValueError(f"an array with an unreadable shape {shape_in[:8]}")
+    shape = tuple(shape_in)
+    if math.prod(shape) > budget.left:
+        raise ValueError(f"the result holds more than {MAX_ENTRIES:,} entries")
+    budget.spend(math.prod(shape))
+    try:
+        with np.errstate(all="ignore"):
+            arr = np.asarray(data["array"], dtype=np.float64 if dtype.kind == "f" else dtype)
+            arr = arr.reshape(shape)
+            if dtype.kind == "f" and data.get("nonfinite") is not None:
+                mask = np.asarray(data["nonfinite"], dtype=bool).reshape(shape)
+                arr = arr.copy()
+                arr[mask] = np.nan  # reported non-finite entries: compared as NaN positions
+    except (TypeError, ValueError, OverflowError, KeyError, RecursionError) as err:
+        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ValueError(f"a malformed array ({why})") from err
+    return arr
 
 
 @dataclass(frozen=True)
@@ -186,20 +250,29 @@ def _compare(expected: Any, got: Any, compare: str, rtol: float, atol: float) ->
 
 
 def reports_in(cell: Mapping) -> tuple[dict[str, list[dict]], list[str]]:
-    """The reports shown by one code cell: ``{key: [payload, ...]}`` and malformed ones."""
+    """The reports shown by one code cell: ``{key: [payload, ...]}`` and malformed ones.
+
+    A kernel writes these outputs, so anything may be there: whatever is not a well-formed
+    report is named in the second list (and scores the cell 0), never raised.
+    """
     found: dict[str, list[dict]] = {}
     problems: list[str] = []
-    for output in cell.get("outputs", []) or []:
+    outputs = cell.get("outputs", []) or []
+    if not isinstance(outputs, list):
+        return found, ["the cell's outputs cannot be read"]
+    for output in outputs:
+        if not isinstance(output, Mapping):
+            continue
         if output.get("output_type") not in ("display_data", "execute_result"):
             continue
         data = output.get("data", {}) or {}
-        if REPORT_MIME not in data:
+        if not isinstance(data, Mapping) or REPORT_MIME not in data:
             continue
         payload = data[REPORT_MIME]
         if isinstance(payload, str):
             try:
                 payload = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 problems.append("a report that is not JSON")
                 continue
         if not isinstance(payload, Mapping) or not isinstance(payload.get("key"), str):
@@ -223,8 +296,12 @@ def _hidden_text(source: str) -> str:
 
 
 def _grade_id(cell: Mapping) -> str | None:
-    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
-    return meta.get("grade_id") if meta.get("grade") else None
+    meta = cell.get("metadata", {}) if isinstance(cell, Mapping) else {}
+    meta = meta.get("nbgrader", {}) if isinstance(meta, Mapping) else {}
+    if not isinstance(meta, Mapping) or not meta.get("grade"):
+        return None
+    gid = meta.get("grade_id")
+    return gid if isinstance(gid, str) else None
 
 
 def _source_digest(source_nb: Path) -> str:
@@ -395,21 +472,25 @@ def _judge_key(key: str, entry: dict, payloads: list[dict] | None) -> str | None
         if "raised" in got:
             if got.get("raised") == want["raised"]:
                 return None
-            return f"{name}: should raise {want['raised']}; it raised {got.get('raised')}"
+            return (
+                f"{name}: should raise {want['raised']}; it raised {_short(got.get('raised'), 80)}"
+            )
         return f"{name}: should raise {want['raised']}; it returned a value"
     if "raised" in got:
-        msg = str(got.get("message", ""))[:200]
-        return f"{name}: your code raised {got.get('raised')}: {msg}"
+        msg = _short(got.get("message", ""), 200)
+        return f"{name}: your code raised {_short(got.get('raised'), 80)}: {msg}"
     if "value" not in got:
         return f"{name}: the report holds no result"
     try:
         value = _decode(got["value"])
         expect = _decode(want["value"])
-    except (ValueError, TypeError, KeyError) as err:
-        return f"{name}: the reported result cannot be read ({err})"
-    rtol = float(judging.get("rtol", DEFAULT_RTOL))
-    atol = float(judging.get("atol", DEFAULT_ATOL))
-    why = _compare(expect, value, compare, rtol, atol)
+        rtol = float(judging.get("rtol", DEFAULT_RTOL))
+        atol = float(judging.get("atol", DEFAULT_ATOL))
+        with np.errstate(all="ignore"):
+            why = _compare(expect, value, compare, rtol, atol)
+    except Exception as err:  # noqa: BLE001 - whatever a kernel reported: 0 with a note
+        detail = str(err).splitlines()[0][:160] if str(err) else ""
+        return f"{name}: the reported result cannot be judged ({type(err).__name__}: {detail})"
     if why is None:
         return None
     if hidden:
@@ -417,6 +498,12 @@ def _judge_key(key: str, entry: dict, payloads: list[dict] | None) -> str | None
             return f"{name} failed: the result has the wrong shape"
         return f"{name} failed: the result differs from the expected value"
     return f"{name} failed: {why}"
+
+
+def _short(value: Any, n: int) -> str:
+    """At most ``n`` characters of ``str(value)`` (a kernel chose it: it may be huge)."""
+    text = value[: n + 1] if isinstance(value, str) else repr(value)[: n + 1]
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def judge_notebook(nb: nbformat.NotebookNode, expected: Expected) -> dict[str, Verdict]:
@@ -436,15 +523,18 @@ def judge_notebook(nb: nbformat.NotebookNode, expected: Expected) -> dict[str, V
             why = "the test cell is missing" if not found else "the test cell appears twice"
             verdicts[gid] = Verdict(gid, 0, len(entries), [why])
             continue
-        reports, problems = reports_in(found[0])
-        messages = list(problems)
-        passed = 0
-        for key, entry in entries.items():
-            why = _judge_key(key, entry, reports.get(key))
-            if why is None:
-                passed += 1
-            else:
-                messages.append(why)
+        try:
+            reports, problems = reports_in(found[0])
+            messages = list(problems)
+            passed = 0
+            for key, entry in entries.items():
+                why = _judge_key(key, entry, reports.get(key))
+                if why is None:
+                    passed += 1
+                else:
+                    messages.append(why)
+        except Exception as err:  # noqa: BLE001 - a cell the judge cannot read scores 0
+            passed, messages = 0, [f"the cell's results cannot be read ({type(err).__name__})"]
         verdicts[gid] = Verdict(gid, passed, len(entries), messages)
     return verdicts
 
@@ -479,18 +569,23 @@ def verdict_text(verdict: Verdict, points: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _report_or_verdict(output: Any) -> bool:
+    """A report (shown as the verdict instead), a stale verdict, or not an output at all."""
+    if not isinstance(output, Mapping):
+        return True
+    data, meta = output.get("data") or {}, output.get("metadata") or {}
+    if not isinstance(data, Mapping) or not isinstance(meta, Mapping):
+        return True
+    return REPORT_MIME in data or bool(meta.get(VERDICT_MARK))
+
+
 def annotate(nb: nbformat.NotebookNode, verdicts: dict[str, Verdict]) -> nbformat.NotebookNode:
     """Replace the raw reports of judged cells by the judge's verdict (for the feedback)."""
     for cell in nb.cells:
         gid = _grade_id(cell)
         if cell.get("cell_type") != "code":
             continue
-        outputs = [
-            o
-            for o in cell.get("outputs", [])
-            if REPORT_MIME not in (o.get("data") or {})
-            and not (o.get("metadata") or {}).get(VERDICT_MARK)
-        ]
+        outputs = [o for o in cell.get("outputs", []) or [] if not _report_or_verdict(o)]
         if gid in verdicts:
             outputs.append(
                 nbformat.v4.new_output(

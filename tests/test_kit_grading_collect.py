@@ -187,3 +187,116 @@ def test_unreadable_file_is_named(released, tmp_path):
     sub.write_text("{ not json")
     nb, notes = repair_submission(sub, released)
     assert nb is None and "not a readable notebook" in notes[0]
+
+
+# ---- hostile names and uploads (issue 24.4, 24.5, 24.7) ----------------------------------
+
+
+def _colliding_names():
+    """Two names whose 24-bit hashes agree and whose ASCII letters are the same ("alice"
+    plus a CJK letter that the ASCII part drops): found by a birthday search, as a student
+    could."""
+    import hashlib
+
+    seen = {}
+    for i in range(200_000):
+        name = "alice" + chr(0x4E00 + i % 20_000) + chr(0x4E00 + i // 20_000)
+        h = hashlib.sha1(name.encode()).hexdigest()[:6]
+        if h in seen:
+            return seen[h], name
+        seen[h] = name
+    raise AssertionError("no collision found")
+
+
+def test_distinct_submitters_never_share_an_id(tmp_path):
+    """Attack: a folder named so that its id is another student's ("alice " next to "alice",
+    "Jose-8f72d2" next to "José", case, a forged hash collision): one row, someone's grade."""
+    import unicodedata
+
+    a, b = _colliding_names()
+    names = [
+        "alice", "alice ", " alice", "Alice", "ALICE", "José", "Jose-8f72d2", "jose-8f72d2",
+        "Jose_8f72d2", "bob smith", "bob_smith", "bob-smith", "李雷", "-x", "x.", a, b,
+    ]  # fmt: skip
+    for name in names:
+        (tmp_path / "subs" / name).mkdir(parents=True)
+        (tmp_path / "subs" / name / "demo.ipynb").write_text(nb_text(repr(name)))
+    found = collect_submissions(tmp_path / "subs", "demo")
+    assert sorted(f.name for f in found) == sorted(names)  # one entry per folder
+    ids = [f.student for f in found]
+    assert len({i.lower() for i in ids}) == len(names)  # distinct, even ignoring case
+    assert all(i and all(ch.isalnum() and ch.isascii() or ch in "_.-" for ch in i) for i in ids)
+    assert all(nbformat.reads(f.path.read_text(), 4).cells[0].source == repr(f.name) for f in found)
+    assert {f.name: f.student for f in found}["alice"] == "alice"  # plain names kept
+    # stable: the same name again (also typed on a Mac, NFD) gets the same id
+    again = collect_submissions(tmp_path / "subs", "demo")
+    assert [f.student for f in again] == ids
+    assert safe_id(unicodedata.normalize("NFD", "José")) == safe_id("José")
+    # an id of an earlier run is never given to another name
+    known = {f.student: f.name for f in found if f.name == a}
+    (tmp_path / "later" / b).mkdir(parents=True)
+    (tmp_path / "later" / b / "demo.ipynb").write_text(nb_text())
+    [later] = collect_submissions(tmp_path / "later", "demo", known=known)
+    assert later.student.lower() not in {k.lower() for k in known}
+
+
+def test_every_submitter_gets_an_entry_saying_what_was_found(tmp_path):
+    """A folder with only a .py, only a .pdf, nothing, or a notebook that is a symbolic link
+    (to another student's work, or to a file of the grader's) still gets an entry."""
+    subs = tmp_path / "subs"
+    for name in ("alice", "pyonly", "pdfonly", "empty", "linked", "dirlink"):
+        (subs / name).mkdir(parents=True)
+    (subs / "alice" / "demo.ipynb").write_text(nb_text())
+    (subs / "pyonly" / "answer.py").write_text("def f(): pass\n")
+    (subs / "pdfonly" / "report.pdf").write_bytes(b"%PDF-1.4")
+    (subs / "linked" / "demo.ipynb").symlink_to(subs / "alice" / "demo.ipynb")
+    (subs / "dirlink" / "work").symlink_to(subs / "alice")
+    (subs / "loose.py").write_text("x = 1\n")
+    found = by_name(collect_submissions(subs, "demo"))
+    assert set(found) == {"alice", "pyonly", "pdfonly", "empty", "linked", "dirlink", "loose"}
+    assert found["alice"].path is not None and found["alice"].problem is None
+    for name in ("pyonly", "pdfonly", "empty", "linked", "dirlink", "loose"):
+        assert found[name].path is None and found[name].problem, name
+    assert "answer.py" in found["pyonly"].problem and "report.pdf" in found["pdfonly"].problem
+    assert "nothing was submitted" in found["empty"].problem
+    assert "symbolic link" in found["linked"].problem
+    assert "symbolic link" in found["dirlink"].problem
+
+
+def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_bombs_stop_at_their_budgets_with_notes(tmp_path):
+    """Attack: a few KB that unpack to gigabytes (nested zips of zeros), zips nested deeper
+    than the limit, and a student's zip over its budget: each stops with a note, nothing
+    large is written, and the others are collected."""
+    from course_kit.collect import Limits
+
+    zeros = _zip_bytes({"payload.ipynb": b"\0" * 50 * 2**20})  # 50 MB -> ~50 KB
+    bomb = _zip_bytes({f"copy{i}.zip": zeros for i in range(30)})  # 1.5 GB in all
+    deep = _zip_bytes({"demo.ipynb": nb_text("deep")})
+    for level in range(5):
+        deep = _zip_bytes({f"level{level}.zip": deep})
+    rng = __import__("random").Random(0)
+    noise = {f"n{i}.ipynb": rng.randbytes(400_000) for i in range(4)}  # 1.6 MB, incompressible
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("alice/demo.ipynb", nb_text())
+        zf.writestr("bomber/bomb.zip", bomb)
+        zf.writestr("nester/deep.zip", deep)
+        zf.writestr("hoarder/all.zip", _zip_bytes(noise, zipfile.ZIP_STORED))
+    limits = Limits(student=1_000_000)
+    found = by_name(collect_submissions(archive, "demo", limits=limits))
+    assert set(found) == {"alice", "bomber", "nester", "hoarder"}
+    assert found["alice"].path is not None and not found["alice"].notes
+    bomber = " ".join(found["bomber"].notes)
+    assert "zip bomb" in bomber and found["bomber"].path is None
+    assert "nested more than 3 deep" in " ".join(found["nester"].notes)
+    assert "budget of one student's zip is spent" in " ".join(found["hoarder"].notes)
+    tight = by_name(collect_submissions(archive, "demo", limits=Limits(upload=500_000)))
+    assert "upload's" in " ".join(tight["hoarder"].notes)

@@ -405,3 +405,187 @@ def test_student_html_is_inert_in_the_formgrader_and_the_feedback(html_batch):
     executed = root / "grading" / "executed" / "mallory" / "demo" / "demo.ipynb"
     found = "\n".join(active_content(render(nbformat.read(executed, 4))))
     assert "md-script" in found and "out-html-script" in found and "<iframe>" in found
+
+
+# =============================================================================================
+# The grading pipeline against hostile submissions (issue 24 items 1, 4, 5, 6, 7; issue 25
+# item 3): values the judge cannot convert, notebooks it cannot read, names made to collide,
+# submitters without a notebook, a hidden-test marker in a comment, a zip bomb; a run killed
+# mid-way then rerun; the gradebook switched between runs.
+# =============================================================================================
+
+import io  # noqa: E402
+import zipfile  # noqa: E402
+
+from course_kit import judge  # noqa: E402
+
+# report() replaced: it sends values the judge cannot convert (once: OverflowError, no CSV)
+UNCONVERTIBLE = """
+import course_lib.grading as g
+from IPython.display import display
+MIME = "application/vnd.course-kit.report+json"
+BAD = [10**400, {"array": [10**30, 1], "dtype": "int64", "shape": [2]},
+       {"float": 10**400}, {"sequence": [{"float": 1.0}] * 200_000}]
+N = [0]
+def report(key, compute, **judging):
+    N[0] += 1
+    display({MIME: {"key": key, "value": BAD[N[0] % len(BAD)]}, "text/plain": ""}, raw=True)
+g.report = report
+""" + GOOD["squares"]
+
+# report() replaced: it sends a value nested 800 levels deep (as deep as the kernel's JSON
+# writer still goes)
+DEEP = """
+import course_lib.grading as g
+from IPython.display import display
+deep = {"float": 1.0}
+for _ in range(400):
+    deep = {"sequence": [deep]}
+def report(key, compute, **judging):
+    display({"application/vnd.course-kit.report+json": {"key": key, "value": deep},
+             "text/plain": ""}, raw=True)
+g.report = report
+""" + GOOD["squares"]
+
+MARKER = GOOD["squares"] + "# ### BEGIN HIDDEN TESTS  (a student's note to self)\n"
+
+
+def _zip_bytes(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _rows_of_csv(root):
+    with open(root / "grading" / "grades_demo.csv") as fh:
+        return {r["name"]: r for r in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def pipeline_batch(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile-pipeline")
+    root = make_course(tmp)
+    [released] = instructor.release(root)
+    subs = tmp / "subs"
+    books = {
+        "alice": with_answers(released, GOOD["squares"], GOOD["normalise"]),
+        "alice ": with_answers(released, STUB_SQUARES),  # a second folder, a trailing blank
+        "José": with_answers(released, STUB_SQUARES),
+        "Jose-8f72d2": with_answers(released, GOOD["squares"], GOOD["normalise"]),
+        "unconvertible": with_answers(released, UNCONVERTIBLE, GOOD["normalise"]),
+        "deep": with_answers(released, DEEP, GOOD["normalise"]),
+        "marker": with_answers(released, MARKER, GOOD["normalise"]),
+    }
+    weird = with_answers(released, GOOD["squares"], GOOD["normalise"])
+    weird.cells[2].metadata["nbgrader"]["grade_id"] = ["not", "a", "string"]
+    books["weirdmeta"] = weird
+    for name, nb in books.items():
+        (subs / name).mkdir(parents=True)
+        nbformat.write(nb, subs / name / "demo.ipynb")
+    for name in ("pyonly", "empty", "linked", "bomber"):
+        (subs / name).mkdir()
+    (subs / "pyonly" / "answer.py").write_text(GOOD["squares"])
+    (subs / "linked" / "demo.ipynb").symlink_to(subs / "alice" / "demo.ipynb")
+    zeros = _zip_bytes({"demo.ipynb": b"\0" * 40 * 2**20})  # 40 MB in ~40 KB
+    (subs / "bomber" / "work.zip").write_bytes(_zip_bytes({f"{i}.zip": zeros for i in range(40)}))
+    rows = instructor.grade("demo", subs, root=root, timeout=20)
+    return root, {r.name: r for r in rows}
+
+
+def test_pipeline_every_hostile_submitter_gets_a_row_and_a_page(pipeline_batch):
+    root, rows = pipeline_batch
+    names = {"alice", "alice ", "José", "Jose-8f72d2", "unconvertible", "deep", "marker"}
+    names |= {"weirdmeta", "pyonly", "empty", "linked", "bomber"}
+    assert set(rows) == names
+    assert len({r.student for r in rows.values()}) == len(names)  # 24.4: one id each
+    assert set(_rows_of_csv(root)) == names
+    for name, row in rows.items():
+        assert (root / row.feedback).is_file() and (root / row.feedback).stat().st_size, name
+
+
+def test_pipeline_values_the_judge_cannot_convert_score_zero(pipeline_batch):
+    """24.1: an unconvertible report, a notebook too deep to read, metadata of the wrong type:
+    each is one row, and the others are graded."""
+    root, rows = pipeline_batch
+    assert rows["alice"].score == 6 and rows["Jose-8f72d2"].score == 6
+    assert rows["unconvertible"].score == 0 and rows["unconvertible"].status == "graded"
+    assert "cannot be judged" in (root / rows["unconvertible"].feedback).read_text()
+    assert rows["deep"].score == 0
+    assert rows["weirdmeta"].score == 6 and rows["weirdmeta"].status == "graded"
+    assert rows["alice "].score == 0 and rows["José"].score == 0
+
+
+def test_pipeline_submitters_without_a_notebook_say_what_was_found(pipeline_batch):
+    """24.5 and 24.7."""
+    root, rows = pipeline_batch
+    assert "answer.py" in rows["pyonly"].status
+    assert "nothing was submitted" in rows["empty"].status
+    assert "symbolic link" in rows["linked"].status
+    bomber = " ".join(rows["bomber"].notes)
+    assert "zip bomb" in bomber and rows["bomber"].status.startswith("not graded")
+    for name in ("pyonly", "empty", "linked", "bomber"):
+        assert rows[name].score == 0
+        assert "could not be graded" in (root / rows[name].feedback).read_text()
+
+
+def test_pipeline_a_hidden_test_marker_in_a_comment_still_gets_a_page(pipeline_batch):
+    """24.6: nbgrader cannot make this page; the grader makes one, and says so."""
+    root, rows = pipeline_batch
+    row = rows["marker"]
+    assert row.score == 6
+    assert any("could not make the feedback page" in n for n in row.notes)
+    text = (root / row.feedback).read_text()
+    assert "Score: 6 / 6" in text and "all 2 checks of this cell passed" in text
+    assert "np.arange" not in text and "HIDDEN TESTS" not in text  # no hidden test leaks
+
+
+class Killed(BaseException):
+    """What a kill looks like to the code it stops: nothing catches it."""
+
+
+def test_pipeline_crash_rerun_and_switched_gradebook(tmp_path, monkeypatch):
+    """24.1: a run killed while judging, then rerun, grades as one clean run (the trick
+    student, full marks by nbgrader's verdict, must be judged). 25.3: grading into another
+    gradebook reuses nothing that gradebook lacks, lists no one it does not hold, and leaves
+    the pages of students not graded alone."""
+    root = make_course(tmp_path)
+    [released] = instructor.release(root)
+    subs = tmp_path / "subs"
+    for name, nb in {
+        "alice": with_answers(released, GOOD["squares"], GOOD["normalise"]),
+        "trick": with_answers(released, EXCEPTHOOK, SHAPE_ONLY),
+    }.items():
+        (subs / name).mkdir(parents=True)
+        nbformat.write(nb, subs / name / "demo.ipynb")
+    real_write = judge.write_scores
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(judge, "write_scores", killed)
+    with pytest.raises(Killed):
+        instructor.grade("demo", subs, root=root, timeout=20)
+    monkeypatch.setattr(judge, "write_scores", real_write)
+    rows = {r.student: r.score for r in instructor.grade("demo", subs, root=root, timeout=20)}
+    assert rows == {"alice": 6, "trick": 0}  # as a clean run grades them
+
+    trick_page = root / "grading" / "feedback" / "trick" / "demo" / "demo.html"
+    before = trick_page.read_bytes()
+    other = f"sqlite:///{root / 'grading' / 'other.db'}"
+    (tmp_path / "only" / "alice").mkdir(parents=True)
+    nbformat.write(
+        nbformat.read(subs / "alice" / "demo.ipynb", 4), tmp_path / "only" / "alice" / "demo.ipynb"
+    )
+    rows = instructor.grade("demo", tmp_path / "only", root=root, timeout=20, db_url=other)
+    assert [(r.student, r.score, r.status) for r in rows] == [("alice", 6, "graded")]
+    assert set(_rows_of_csv(root)) == {"alice"}  # trick is not in other.db: not listed as 0
+    assert trick_page.read_bytes() == before  # its page was not emptied
+    from nbgrader.api import Gradebook
+
+    with Gradebook(other) as gb:
+        assert gb.find_submission("demo", "alice").score == 6
+    # back to the first gradebook: trick is kept (still there), alice graded again into it
+    rows = {r.student: r for r in instructor.grade("demo", subs, root=root, timeout=20)}
+    assert {s: r.score for s, r in rows.items()} == {"alice": 6, "trick": 0}

@@ -183,3 +183,84 @@ def test_expected_reports_from_the_solution(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(judge.JudgeError, match="ZeroDivisionError"):
         judge.expected_reports(path, cache_dir=tmp_path / "cache")
+
+
+# ---- hostile reports (issue 24.1): any value a kernel can report scores 0, never raises ----
+
+
+def _deep(n):
+    value = {"float": 1.0}
+    for _ in range(n):
+        value = {"sequence": [value]}
+    return value
+
+
+HOSTILE_VALUES = {
+    "huge int": 10**400,
+    "int64 array holding 1e30": {"array": [10**30, 1], "dtype": "int64", "shape": [2]},
+    "float array holding 1e400": {"array": [10**400, 1], "dtype": "float64", "shape": [2]},
+    "nan string": {"float": "NaN"},
+    "bare nan": float("nan"),
+    "inf in array": {"array": [float("inf"), "-Infinity"], "dtype": "float64", "shape": [2]},
+    "huge float": {"float": 10**400},
+    "deep nesting": _deep(200),
+    "million entries": {"sequence": [{"float": 0.5}] * 1_000_000},
+    "wrong types": {"array": {"a": 1}, "dtype": ["x"], "shape": "two"},
+    "negative shape": {"array": [1.0, 2.0], "dtype": "float64", "shape": [-1, -2]},
+    "shape as floats": {"array": [1.0, 2.0], "dtype": "float64", "shape": [2.0]},
+    "giant shape": {"array": [], "dtype": "float64", "shape": [10**400]},
+    "object dtype": {"array": [1, 2], "dtype": "object", "shape": [2]},
+    "bad mask": {"array": [1.0, 2.0], "dtype": "float64", "shape": [2], "nonfinite": [1, 2, 3]},
+    "mapping list": {"mapping": [1, 2]},
+    "float list": {"float": [1.0]},
+    "list": [1, 2, 3],
+}
+
+
+SCALAR_AND_ARRAY = judge.Expected(
+    {
+        "t": {
+            "scalar": entry("scalar", lambda: 5.0),
+            "array": entry("array", lambda: np.array([0.6, 0.8])),
+            "ok": entry("ok", lambda: 2.0),
+        }
+    }
+)
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE_VALUES))
+def test_any_reported_value_scores_zero_with_a_note_never_raises(what):
+    """Attack: a replaced report() sends values the judge cannot convert (an OverflowError
+    once stopped the whole batch), where a number and where an array is expected."""
+    bad = [{"key": k, "value": HOSTILE_VALUES[what], "judging": {}} for k in ("scalar", "array")]
+    nb = new_notebook(cells=[cell_with("t", *bad, payload("ok", lambda: 2.0))])
+    v = judge.judge_notebook(nb, SCALAR_AND_ARRAY)["t"]
+    assert v.passed == 1 and not v.ok  # only the honest report passes
+    for key in ("scalar", "array"):
+        assert any(f"check '{key}'" in m for m in v.messages), v.messages
+
+
+def test_malformed_outputs_and_payloads_are_named_not_raised():
+    cell = cell_with("t")
+    cell.outputs = [
+        "not an output",
+        {"output_type": "display_data", "data": ["x"], "metadata": {}},
+        {"output_type": "display_data", "data": {REPORT_MIME: "[" * 100_000}, "metadata": {}},
+        {"output_type": "display_data", "data": {REPORT_MIME: ["key"]}, "metadata": {}},
+        {"output_type": "display_data", "data": {REPORT_MIME: {"key": "visible"}}, "metadata": 7},
+    ]
+    unchecked = nbformat.NotebookNode(cells=[cell])  # as a kernel may leave it: not validated
+    v = judge.judge_notebook(unchecked, EXPECTED)["t"]
+    assert v.passed == 0 and "not JSON" in " ".join(v.messages)
+    cell.outputs = {"not": "a list"}
+    v = judge.judge_notebook(unchecked, EXPECTED)["t"]
+    assert v.passed == 0 and "cannot be read" in v.messages[0]
+    cell.outputs = ["junk", 5, {"data": 3}, {"data": {}, "metadata": 7}]
+    judge.annotate(unchecked, {"t": v})  # drops what is not an output, adds the verdict
+    assert len(cell.outputs) == 1 and "scores 0" in cell.outputs[0]["data"]["text/plain"]
+
+
+def test_a_huge_raised_name_is_cut_in_the_message():
+    bad = {"key": "visible", "raised": "E" * 10**6, "message": "m" * 10**6}
+    v = verdict_for(bad)
+    assert all(len(m) < 600 for m in v.messages)
