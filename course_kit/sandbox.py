@@ -432,6 +432,7 @@ class MemoryCap:
         cap = cls(kind, limit_mb)
         if kind == "systemd":
             return cap
+        _remove_stale(base)
         cap.path = base / cap.unit
         cap.path.mkdir()  # OSError: the caller notes that this run has no cap
         limit = str(limit_mb * MB)
@@ -510,6 +511,18 @@ class MemoryCap:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove the empty cgroups left by grading processes that were killed before they could
+    (``course-kit-<pid>-...`` whose process is gone); a cgroup still in use is never removed."""
+    for old in base.glob("course-kit-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            try:
+                old.rmdir()  # refused while a process is in it
+            except OSError:
+                pass
 
 
 # ----------------------------------------------------------------------------- starting a process

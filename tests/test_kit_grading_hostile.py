@@ -333,8 +333,9 @@ def test_resource_attacks_stay_in_their_sandbox(batch):
     assert "3 GiB: MemoryError" in memory
     assert rows["printer"].score == 6
     assert (root / rows["printer"].feedback).stat().st_size < 1_500_000
-    assert rows["killer"].status.startswith("not graded") and rows["killer"].score == 0
-    assert "not graded" in page(root, rows["killer"])
+    # its kills reach nothing outside its sandbox (nbgrader runs outside it, issue 24.2): as
+    # root, killing the sandbox's init fails (another user) and the answer cell stops there
+    assert rows["killer"].status == "graded" and rows["killer"].score >= 4
     bomb = printed(root, "forkbomb")
     assert "FORK STOPPED AFTER" in bomb and "FORKED ALL" not in bomb
     assert rows["forkbomb"].score == 6

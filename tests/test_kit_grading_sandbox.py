@@ -297,3 +297,23 @@ def test_the_kernel_runs_alone_in_the_sandbox_and_is_interrupted_there(tmp_path,
         assert "others []" in first
     assert [o.get("ename") for o in nb.cells[1].outputs] == ["KeyboardInterrupt"]
     assert nb.cells[2].outputs[0]["text"] == "still alive\n"
+
+
+@CAP
+def test_a_cgroup_left_by_a_killed_grader_is_removed_and_one_in_use_is_not(tmp_path):
+    kind, base, _ = sandbox._cgroup_base()
+    if base is None:
+        pytest.skip("a systemd scope: systemd removes it")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = base / f"course-kit-{dead.pid}-0000dead"
+    stale.mkdir()
+    live = sandbox.MemoryCap.make(64)
+    try:
+        sandbox.MemoryCap.make(64).close()
+        assert not stale.exists() and live.path.is_dir()
+    finally:
+        live.close()
+        if stale.exists():
+            stale.rmdir()
+    assert not live.path.exists()
