@@ -346,6 +346,8 @@ class GradeRow:
 
 
 EXEC_SETTINGS = ("Execute", "IgnorePattern", "OverwriteCells", "LimitOutput", "ClearOutput")
+# settings the sandbox makes itself: an instructor's value would take the kernel out of it
+SANDBOX_OWNED = ("kernel_manager_class",)
 
 
 def _exec_settings(config, timeout: int | None) -> dict[str, dict]:
@@ -353,7 +355,11 @@ def _exec_settings(config, timeout: int | None) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for section in EXEC_SETTINGS:
         values = dict(config.get(section, {}))
-        clean = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool, list))}
+        clean = {
+            k: v
+            for k, v in values.items()
+            if isinstance(v, (int, float, str, bool, list)) and k not in SANDBOX_OWNED
+        }
         if clean:
             out[section] = clean
     if timeout:
@@ -443,17 +449,18 @@ def _grade_one(
         nbformat.write(notebook, sub / f"{assignment}.ipynb")
         if timestamp:
             (sub / "timestamp.txt").write_text(timestamp)
-        src = private / "source" / assignment
-        shutil.copytree(
-            paths.source(assignment), src, ignore=shutil.ignore_patterns("*.ipynb", ".*")
-        )
+        # the assignment's other files: for nbgrader (outside the sandbox) and, as a separate
+        # copy, the kernel's working folder (the only course files the kernel sees)
+        public = shutil.ignore_patterns("*.ipynb", ".*", "__pycache__", "*.pyc")
+        shutil.copytree(paths.source(assignment), private / "source" / assignment, ignore=public)
+        work = Path(tmp) / "work"
+        shutil.copytree(paths.source(assignment), work, ignore=public)
         shutil.copy(template_db, private / "gradebook.db")
-        use_bwrap = mode != "none" and sandbox.sandbox_problem() is None
-        root_inside = sandbox.INSIDE_ROOT if use_bwrap else str(private)
-        sandbox.write_config(private, settings, root_inside=root_inside)
+        sandbox.write_config(private, settings)
         n_cells = sum(1 for c in notebook.cells if c.get("cell_type") == "code")
         result = sandbox.run_autograde(
             private,
+            work,
             assignment,
             student,
             timeout=timeout,
@@ -601,7 +608,7 @@ def grade(
         found), and one per student of earlier runs that the gradebook in use holds; sorted by
         id. Students of earlier runs that it does not hold are left out, and printed.
     """
-    paths = _checked(assignment, submissions, root, db_url, sandbox_mode)
+    paths = _checked(assignment, submissions, root, db_url, sandbox_mode, limits)
     work = paths.workspace
     (work / "logs").mkdir(parents=True, exist_ok=True)
     timeout = int(timeout or paths.config.get("Execute", {}).get("timeout", 30))
@@ -644,7 +651,7 @@ def grade(
     return out
 
 
-def _checked(assignment, submissions, root, db_url, sandbox_mode) -> CoursePaths:
+def _checked(assignment, submissions, root, db_url, sandbox_mode, limits) -> CoursePaths:
     """The course's paths, once every argument of :func:`grade` has been checked."""
     paths = course_paths(root or project_root(), db_url=db_url)
     if db_url:
@@ -660,6 +667,8 @@ def _checked(assignment, submissions, root, db_url, sandbox_mode) -> CoursePaths
         if sandbox_mode == "bwrap":
             raise RuntimeError(f"cannot sandbox with bubblewrap: {problem}")
         print("course-kit: WARNING: " + sandbox.FALLBACK_WARNING.format(why=problem))
+    for warning in sandbox.limits_warnings(limits):
+        print("course-kit: WARNING: " + warning)
     return paths
 
 
