@@ -44,7 +44,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import judge, sandbox, workers
+from . import exchange, judge, sandbox, workers
 from .collect import Found, collect_submissions
 from .repair import repair_submission
 
@@ -778,6 +778,7 @@ def grade(
                 [],
                 name=names.get(student, student),
             )
+    exchange.keep_submission_files(paths, assignment, rows)  # for release_feedback
     out = [rows[s] for s in sorted(rows)]
     _write_csv(work / f"grades_{assignment}.csv", assignment, out)
     _nbgrader(
