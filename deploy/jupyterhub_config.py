@@ -51,7 +51,8 @@ if os.environ.get("COURSE_HUB_API_TOKEN"):
         }
     ]
 
-# --- each user's server: a local process as that Unix user, in their home -----------------------
+# --- each user's server: a local process as that Unix user, in their home, running what
+# course_kit.hub.install_runtime put where every user can reach it (never the kit's checkout) ---
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [os.path.join(python_bin, "jupyterhub-singleuser")]
 c.Spawner.default_url = settings["default_url"]
