@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -418,10 +419,11 @@ def test_install_runtime_never_opens_a_folder_it_did_not_make():
         shutil.rmtree(base)
 
 
-def test_feedback_can_be_released_after_course_kit_grade(tmp_path):
+def test_feedback_can_be_released_after_course_kit_grade(tmp_path, monkeypatch):
     """Attack (issue 25.2): `course-kit grade` then "Release Feedback" stopped with
     FileNotFoundError timestamp.txt: nbgrader's release reads the submission's timestamp and
     secret from the feedback folder, which nbgrader's own autograde fills and the kit's did not."""
+    from nbgrader.api import Gradebook
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
     from nbgrader.utils import notebook_hash
@@ -429,8 +431,18 @@ def test_feedback_can_be_released_after_course_kit_grade(tmp_path):
     from course_kit import exchange
     from course_kit.instructor import course_paths
 
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # alembic
     shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
     paths = course_paths(tmp_path)
+    paths.workspace.mkdir()
+    with Gradebook(paths.db_url) as gradebook:  # graded by the kit: no timestamps recorded
+        gradebook.add_assignment("gram")
+        for student in ("ann", "bob", "lms"):
+            gradebook.add_student(student)
+            gradebook.update_or_create_submission("gram", student)
+    lms = paths.submitted("lms", "gram")  # an LMS upload: a timestamp, no exchange secret
+    lms.mkdir(parents=True)
+    (lms / "timestamp.txt").write_text("2026-12-07 23:59:00.000000 UTC")
     secrets = {"ann": "a" * 128, "bob": "b" * 128}
     for student, secret in secrets.items():
         sub = paths.submitted(student, "gram")
@@ -456,10 +468,16 @@ def test_feedback_can_be_released_after_course_kit_grade(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="timestamp.txt"):
         release()  # what the kit's grade left before
-    written = exchange.keep_submission_files(paths, "gram", ["ann", "bob"])
+    written = exchange.keep_submission_files(paths, "gram", ["ann", "bob", "lms"])
     assert len(written) == 6  # ann: autograded + feedback, bob: feedback only
     assert not paths.autograded("bob", "gram").exists()
     release()
     for student, secret in secrets.items():
         page = root / "c1" / "feedback" / f"{notebook_hash(secret=secret, notebook_id='gram')}.html"
         assert page.read_text() == f"<p>{student}'s feedback"
+    # the Formgrader lists a submission as graded only when the gradebook has its timestamp
+    with Gradebook(paths.db_url) as gradebook:
+        for student in secrets:
+            stamp = gradebook.find_submission("gram", student).timestamp
+            assert stamp is not None and stamp.strftime("%Y-%m-%d %H:%M") == "2026-12-07 20:00"
+        assert gradebook.find_submission("gram", "lms").timestamp is None
