@@ -319,8 +319,8 @@ def install_runtime(
     ``0700`` home), that Python is copied into ``prefix/python`` too. Made again on every call.
 
     Returns:
-        ``{"python_bin": <the environment's bin folder>}`` (the keyword of
-        :func:`hub_environment`).
+        ``{"python_bin": <the environment's bin folder>, "config_dir": <where the roles' Jupyter
+        config goes>}`` (keywords of :func:`hub_environment`).
 
     Raises:
         RuntimeError: ``prefix`` exists and was not made here, a folder above it cannot be
@@ -358,7 +358,7 @@ def install_runtime(
     if final.exists():
         shutil.rmtree(final)
     fresh.rename(final)
-    runtime = {"python_bin": str(final / "bin")}
+    runtime = {"python_bin": str(final / "bin"), "config_dir": str(prefix / "config")}
     _check_runtime(runtime)
     return runtime
 
@@ -430,13 +430,16 @@ def hub_environment(
     api_token: str | None = None,
     exchange_root: str | Path | None = None,
     python_bin: str | Path | None = None,
+    config_dir: str | Path | None = None,
 ) -> dict[str, str]:
     """Prepare ``runtime`` (config folders, exchange, proxy) and return the environment with which
     ``jupyterhub -f deploy/jupyterhub_config.py`` serves this course.
 
-    ``python_bin`` is what :func:`install_runtime` returned: the bin folder every user's server
-    runs from (default: this interpreter's, for tests of the configuration only: it lies in the
-    checkout, which other users must not be able to enter).
+    ``python_bin`` and ``config_dir`` are what :func:`install_runtime` returned: the bin folder
+    every user's server runs from and the folder for each role's Jupyter config, both where every
+    user can read them (defaults, for tests of the configuration only: this interpreter's bin and
+    ``runtime``). With a ``config_dir``, ``runtime`` (the hub's database, cookie secret and proxy)
+    is closed to everyone but root.
 
     Raises:
         ValueError: no users, a user who is both student and instructor, an unknown ``auth``,
@@ -454,12 +457,15 @@ def hub_environment(
     conf = settings()
     runtime = Path(runtime)
     runtime.mkdir(parents=True, exist_ok=True)
-    runtime.chmod(0o755)
+    runtime.chmod(0o755 if config_dir is None else 0o700)
+    configs = Path(config_dir or runtime)
+    _make_dirs(configs)  # 0755 where made: every user's server reads its role's folder
     exchange = prepare_exchange(exchange_root or conf["exchange_root"])
     for role in ("student", "instructor"):
-        user_config(role, runtime / role, exchange_root=exchange, course_id=conf["course_id"])
+        user_config(role, configs / role, exchange_root=exchange, course_id=conf["course_id"])
     env = {
         "COURSE_HUB_RUNTIME": str(runtime),
+        "COURSE_HUB_CONFIG": str(configs),
         "COURSE_HUB_PROXY": str(proxy_command(runtime / "proxy")),
         "COURSE_HUB_IP": ip,
         "COURSE_HUB_PORT": str(port),

@@ -481,3 +481,26 @@ def test_feedback_can_be_released_after_course_kit_grade(tmp_path, monkeypatch):
             stamp = gradebook.find_submission("gram", student).timestamp
             assert stamp is not None and stamp.strftime("%Y-%m-%d %H:%M") == "2026-12-07 20:00"
         assert gradebook.find_submission("gram", "lms").timestamp is None
+
+
+def test_the_hub_state_is_root_only_and_the_role_configs_readable(tmp_path, monkeypatch):
+    """The hub's database and cookie secret stay in a root-only runtime folder; the roles'
+    config (which every user's server reads) goes where install_runtime put the environment."""
+    monkeypatch.setattr(hub, "proxy_command", lambda prefix: Path("/bin/true"))
+    env = hub.hub_environment(
+        runtime=tmp_path / "runtime",
+        students=["ann"],
+        instructors=["prof"],
+        exchange_root=tmp_path / "exchange",
+        python_bin="/opt/course-kit/env/bin",
+        config_dir=tmp_path / "opt" / "config",
+    )
+    assert hub.mode(tmp_path / "runtime") == 0o700
+    assert env["COURSE_HUB_CONFIG"] == str(tmp_path / "opt" / "config")
+    assert env["COURSE_HUB_PYTHON_BIN"] == "/opt/course-kit/env/bin"
+    for role in ("student", "instructor"):
+        folder = tmp_path / "opt" / "config" / role
+        assert hub.mode(folder) == 0o755 and hub.mode(folder / "nbgrader_config.py") == 0o644
+    assert hub.mode(tmp_path / "opt" / "config") & 0o005 == 0o005
+    terminal = (tmp_path / "opt" / "config" / "student" / "jupyter_server_config.py").read_text()
+    assert '"shell_command"' in terminal  # a plain shell: a login shell resets PATH
