@@ -197,7 +197,10 @@ claims: $(STAMP)
 
 # A JupyterHub for a class on this machine (as root): see deploy/README.md.
 # make hub STUDENTS=ann,bob INSTRUCTORS=prof [HUB_IP=0.0.0.0] [HUB_PORT=8000] [HUB_AUTH=pam|shared]
+#   [HUB_PREFIX=/opt/course-kit]: where what users' servers run is installed (never the checkout,
+#   which holds the solutions: make hub refuses to start while other users can enter it)
 HUB_IP   ?= 127.0.0.1
+HUB_PREFIX ?=
 HUB_PORT ?= 8000
 HUB_AUTH ?= pam
 STUDENTS ?=
@@ -205,7 +208,7 @@ INSTRUCTORS ?=
 hub: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[hub]"
 	$(PY) -m course_kit.hub serve --ip $(HUB_IP) --port $(HUB_PORT) --auth $(HUB_AUTH) \
-	  --students "$(STUDENTS)" --instructors "$(INSTRUCTORS)"
+	  --students "$(STUDENTS)" --instructors "$(INSTRUCTORS)" $(if $(HUB_PREFIX),--prefix $(HUB_PREFIX),)
 
 # torchvision's ImageNet VGG-19 weights (548 MB) into its cache ($TORCH_HOME/hub/checkpoints):
 # notebooks 06 and 07 then use them by themselves. Needs a network; offline it says what to do.

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import judge, nbgrader_hooks, sandbox, workers
+from . import exchange, judge, nbgrader_hooks, sandbox, workers
 from .collect import Found, collect_submissions
 from .repair import repair_submission
 
@@ -644,6 +644,7 @@ def grade(
     run.judge_all()
     run.save_state()
     run.feedback()
+    exchange.keep_submission_files(paths, assignment, run.rows)  # for release_feedback
     out = run.rows_with_earlier()
     _write_csv(work / f"grades_{assignment}.csv", assignment, out)
     flags = paths.gradebook_flags()

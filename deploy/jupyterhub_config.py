@@ -13,7 +13,8 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
-runtime = Path(os.environ["COURSE_HUB_RUNTIME"])
+runtime = Path(os.environ["COURSE_HUB_RUNTIME"])  # the hub's own state: root only
+configs = Path(os.environ.get("COURSE_HUB_CONFIG", runtime))  # each role's config: readable
 settings = json.loads((Path(__file__).resolve().parent / "settings.json").read_text())
 students = [n for n in os.environ.get("COURSE_HUB_STUDENTS", "").split(",") if n]
 instructors = [n for n in os.environ.get("COURSE_HUB_INSTRUCTORS", "").split(",") if n]
@@ -51,7 +52,8 @@ if os.environ.get("COURSE_HUB_API_TOKEN"):
         }
     ]
 
-# --- each user's server: a local process as that Unix user, in their home -----------------------
+# --- each user's server: a local process as that Unix user, in their home, running what
+# course_kit.hub.install_runtime put where every user can reach it (never the kit's checkout) ---
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [os.path.join(python_bin, "jupyterhub-singleuser")]
 c.Spawner.default_url = settings["default_url"]
@@ -68,7 +70,7 @@ c.Spawner.environment = {
 def _role_config(spawner):
     """Students and instructors read different Jupyter config folders (see course_kit.hub)."""
     role = "instructor" if spawner.user.name in instructors else "student"
-    spawner.environment = dict(spawner.environment, JUPYTER_CONFIG_PATH=str(runtime / role))
+    spawner.environment = dict(spawner.environment, JUPYTER_CONFIG_PATH=str(configs / role))
 
 
 c.Spawner.pre_spawn_hook = _role_config
