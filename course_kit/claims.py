@@ -22,8 +22,9 @@ metadata, ways a change could break its technique::
 :func:`sabotaged` applies one to a copy of the notebook in memory (failing loudly if a text is
 not found), keeps the cells up to the last one that names a claim in ``catches``, and
 :func:`run_sabotage` executes that prefix (claims only report, ``COURSE_CLAIMS=report``) and says
-whether at least one named claim failed. ``tests/test_sabotage.py`` runs the quick ones; this
-command's ``--sabotage`` runs every one at its size (the full ones in default mode).
+whether at least one named claim failed (an error in a cell is not a catch).
+``tests/test_sabotage.py`` runs the quick ones; this command's ``--sabotage`` runs every one at
+its size (the full ones in default mode).
 """
 
 from __future__ import annotations
@@ -192,8 +193,10 @@ class Verdict:
 
     @property
     def caught(self) -> bool:
-        """At least one named claim printed as false, or the sabotaged notebook raised."""
-        return bool(self.error) or any(held is False for held in self.claims.values())
+        """At least one named claim printed as false, and the notebook ran up to them: an error
+        is not a catch (it may be a sabotage that no longer fits the notebook); put the check
+        that would raise into a claim instead."""
+        return not self.error and any(held is False for held in self.claims.values())
 
     @property
     def missing(self) -> list[str]:
@@ -201,7 +204,7 @@ class Verdict:
 
     def line(self) -> str:
         shown = ", ".join(f"{n} {'holds' if h else 'FAILS'}" for n, h in self.claims.items())
-        status = "caught" if self.caught else "MISSED"
+        status = "caught" if self.caught else ("ERROR" if self.error else "MISSED")
         extra = f"; error: {self.error}" if self.error else ""
         where = f"{self.sabotage.id} ({self.sabotage.size}, {self.seconds:.0f} s)"
         return f"{status:7} {where}: {shown}{extra}"
@@ -210,7 +213,7 @@ class Verdict:
 def run_sabotage(sab: Sabotage, *, timeout: int = 1800) -> Verdict:
     """Apply ``sab``, execute the notebook up to its claims at ``sab.size``, read the verdicts.
 
-    An error in a cell (e.g. an assertion of the notebook) counts as caught and is reported.
+    An error in a cell is reported, and is not a catch (:attr:`Verdict.caught`).
     """
     nb, seconds, error = execute_notebook(
         sabotaged(sab), sab.notebook, quick=sab.size == "quick", timeout=timeout

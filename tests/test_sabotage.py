@@ -45,6 +45,7 @@ def test_sabotage_still_applies_to_the_notebook(sab: Sabotage) -> None:
 def test_quick_sabotage_is_caught_by_a_named_claim(sab: Sabotage) -> None:
     verdict = run_sabotage(sab, timeout=300)
     print(verdict.line())
+    assert not verdict.error, f"{sab.id}: the sabotaged notebook raised {verdict.error}"
     assert not verdict.missing, f"{sab.id}: claims never printed: {verdict.missing}"
     assert verdict.caught, (
         f"{sab.id} ({sab.broke}) was not caught: every named claim held\n"
@@ -87,6 +88,9 @@ def test_harness_runs_up_to_the_claim_and_sees_it_fail(tmp_path):
     assert caught.claims == {"small": False} and caught.caught and not caught.error
     held = run_sabotage(Sabotage(**{**sab.__dict__, "replace": ()}), timeout=60)
     assert held.claims == {"small": True} and not held.caught
+    zero = Sabotage(**{**sab.__dict__, "replace": (("x = 0.2", "x = 1 / 0"),)})
+    broken = run_sabotage(zero, timeout=60)
+    assert broken.error.startswith("ZeroDivisionError") and not broken.caught  # not a catch
 
 
 @pytest.mark.parametrize(
