@@ -17,7 +17,8 @@ metadata, ways a change could break its technique::
         "replace": [["old text", "new text"]], # each old text must occur exactly once there
         "catches": ["seams-order", "seams-cut-each"],  # at least one must fail
         "size": "quick",                       # "quick": make test; "full": make claims SABOTAGE=1
-        "broke": "the minimum error boundary cut (blocks pasted over the overlap)"}]}}
+        "broke": "the minimum error boundary cut (blocks pasted over the overlap)",
+        "skip": ["a1b2..."]}]}}                # optional: cells the claims do not need
 
 :func:`sabotaged` applies one to a copy of the notebook in memory (failing loudly if a text is
 not found), keeps the cells up to the last one that names a claim in ``catches``, and
@@ -66,6 +67,7 @@ class Sabotage:
     catches: tuple[str, ...]
     size: str
     broke: str
+    skip: tuple[str, ...] = ()  # ids of cells the claims do not need (slow figures, widgets)
 
     @property
     def id(self) -> str:
@@ -104,6 +106,7 @@ def sabotages(path: str | Path) -> list[Sabotage]:
                 catches=tuple(entry["catches"]),
                 size=entry["size"],
                 broke=entry["broke"],
+                skip=tuple(entry.get("skip", ())),
             )
         )
     return found
@@ -148,6 +151,18 @@ def sabotaged(sab: Sabotage) -> nbformat.NotebookNode:
             f"names (last in cell {last[-1]}): it cannot be caught there"
         )
     nb.cells = nb.cells[: last[-1] + 1]
+    for cell_id in sab.skip:
+        drop = [c for c in nb.cells if c.get("id") == cell_id and c.cell_type == "code"]
+        if (
+            not drop
+            or cell_id == sab.cell
+            or any(_names_claim(drop[0].source, n) for n in sab.catches)
+        ):
+            raise ValueError(
+                f"{where}: sabotage {sab.name!r}: `skip` names {cell_id!r}, which is not a code "
+                f"cell before its claims, or is the sabotaged cell or names a caught claim"
+            )
+        nb.cells.remove(drop[0])
     return nb
 
 

@@ -100,6 +100,8 @@ def test_harness_runs_up_to_the_claim_and_sees_it_fail(tmp_path):
         ({"cell": "nope"}, "no code cell with id 'nope'"),
         ({"catches": ["other"]}, "no cell names a claim in"),
         ({"cell": "after", "replace": [["never", "n"]]}, "after every claim it names"),
+        ({"skip": ("nope",)}, "`skip` names 'nope'"),
+        ({"skip": ("check",)}, "`skip` names 'check'"),  # the claim's own cell
     ],
 )
 def test_a_sabotage_that_no_longer_applies_fails_loudly(tmp_path, change, match):
@@ -109,3 +111,14 @@ def test_a_sabotage_that_no_longer_applies_fails_loudly(tmp_path, change, match)
     )
     with pytest.raises(ValueError, match=match):
         sabotaged(sab)
+
+
+def test_skip_leaves_out_the_cells_the_claims_do_not_need(tmp_path):
+    path = _tiny_notebook(tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell("import time; time.sleep(600)", id="slow"))
+    nbformat.write(nb, path)
+    (sab,) = sabotages(path)
+    kept = sabotaged(Sabotage(**{**sab.__dict__, "skip": ("slow",)}))
+    assert [c.id for c in kept.cells] == ["setup", "check"]
+    assert [c.id for c in sabotaged(sab).cells] == ["setup", "slow", "check"]
