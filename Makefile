@@ -69,6 +69,7 @@ FORCE   ?=
 # only these (default: all of notebooks/)
 QUICK   ?=
 NOTEBOOKS ?=
+SABOTAGE ?=
 # the browser tests drive Debian's Chromium with Playwright (never a downloaded browser)
 CHROMIUM ?= /usr/bin/chromium
 LINT_PATHS := course_lib course_kit tests benchmarks notebooks solutions deploy nbgrader_config.py
@@ -192,8 +193,10 @@ clean-venv:
 
 # Default-mode runs that check every claim a lesson makes (not part of make test: 05-07 take
 # many minutes each on a CPU). NOTEBOOKS="notebooks/02_efros_leung.ipynb ..." (default: all).
+# SABOTAGE=1: instead, apply every sabotage in the notebooks' metadata (the quick ones at quick
+# size, the rest in default mode) and fail unless a claim it names fails (docs/CONTRIBUTING.md).
 claims: $(STAMP)
-	$(PY) -m course_kit.claims $(NOTEBOOKS)
+	$(PY) -m course_kit.claims $(if $(filter-out 0,$(SABOTAGE)),--sabotage,) $(NOTEBOOKS)
 
 # A JupyterHub for a class on this machine (as root): see deploy/README.md.
 # make hub STUDENTS=ann,bob INSTRUCTORS=prof [HUB_IP=0.0.0.0] [HUB_PORT=8000] [HUB_AUTH=pam|shared]

@@ -98,13 +98,48 @@ def test_training_runs_l1_falls_and_follows_the_generator(nb10):
     A = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     config = nb10["Pix2PixConfig"](steps=6, use_gan=False, batch=4, ngf=2, lr=1e-2)
     runs = []
-    for _ in range(2):
-        torch.manual_seed(0)  # dropout draws from the global RNG
+    for global_seed in (0, 1):  # dropout draws from the run's generator, not the global RNG
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
         G, _, hist = nb10["train_pix2pix"](
             A, A, config=config, device="cpu", generator=torch.Generator().manual_seed(5)
         )
+        assert torch.equal(torch.get_rng_state(), before), "the global RNG was read or changed"
         runs.append((_params(G), hist))
     (p1, hist), (p2, _) = runs
     assert len(hist["G_L1"]) == 6 and hist["D"] == []
     assert hist["G_L1"][-1] < hist["G_L1"][0]
     assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+
+
+def test_unconditional_d_sees_the_output_alone(nb10):
+    """conditional=False: D gets y (3 channels), not [x, y]; the losses follow the same formula."""
+    D = nets.PatchDiscriminator(3, ndf=2, n_layers=1)
+    x, y, fake = (
+        torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    p_real, p_fake = torch.sigmoid(D(y)).detach(), torch.sigmoid(D(fake)).detach()
+    want = 0.5 * (-torch.log(p_real).mean() - torch.log(1 - p_fake).mean())
+    got = nb10["discriminator_loss"](D, x, y, fake, conditional=False)
+    assert torch.isclose(got, want, atol=1e-6)
+    total, adv, _ = nb10["generator_loss"](D, x, y, fake, conditional=False)
+    assert torch.isclose(adv, -torch.log(p_fake).mean(), atol=1e-6)
+    config = nb10["Pix2PixConfig"](steps=1, batch=2, ngf=2, conditional=False)
+    _, D_run, hist = nb10["train_pix2pix"](
+        x, y, config=config, device="cpu", generator=torch.Generator().manual_seed(0)
+    )
+    first = next(m for m in D_run.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 3
+    assert len(hist["D"]) == 1
+
+
+def test_detail_rates_texture_above_pixel_noise_of_the_same_strength(nb10):
+    """The control behind `noise-is-not-detail`: 4-pixel checks vs iid noise, equal std."""
+    idx = torch.arange(32)
+    checks = (((idx[:, None] // 4) + (idx[None, :] // 4)) % 2).float()  # 4x4-pixel squares
+    texture = (0.5 + 0.1 * (2 * checks - 1)).expand(2, 3, 32, 32)
+    noise = 0.5 + 0.1 * torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    noise = noise.expand(2, 3, 32, 32)
+    flat = torch.full((2, 3, 32, 32), 0.5)
+    assert nb10["detail"](flat) == 0
+    assert nb10["detail"](texture) > 5 * nb10["detail"](noise)
