@@ -381,3 +381,121 @@ if __name__ == "__main__":  # python tests/source_notebook.py record solutions/<
     if len(sys.argv) != 3 or sys.argv[1] != "record":
         sys.exit("usage: python tests/source_notebook.py record solutions/<id>/<id>.ipynb")
     print("re-recorded:", ", ".join(rerecord(Path(sys.argv[2]).resolve())) or "nothing")
+
+
+def _fresh(value):
+    """An argument for a second, independent call: random generators copied (so that the
+    solution's call does not advance the test's generator)."""
+    import copy
+
+    import torch
+
+    if isinstance(value, torch.Generator):
+        twin = torch.Generator(device=value.device)
+        twin.set_state(value.get_state())
+        return twin
+    if isinstance(value, np.random.Generator):
+        return copy.deepcopy(value)
+    return value
+
+
+def stand_in_report(path: Path) -> dict[tuple[str, str], bool]:
+    """``{(grade id, name): does the code stand-in ever answer differently from the solution's
+    own function?}`` for every stand-in called in the solution's run of a grade cell (one that
+    always agrees is a reference implementation in disguise). Recorded tables are left out."""
+    import torch
+
+    import course_lib.grading as grading
+
+    ns = namespace(path)
+    solution = dict(ns)  # the solution's own functions (ns itself holds the stand-ins in a block)
+    differs: dict[tuple[str, str], bool] = {}
+    real = grading.stand_ins
+    for gid in grade_ids(path):
+
+        def spied(name, stand_in, gid=gid):
+            key = (gid, name)
+
+            def call(*args, **kwargs):
+                differs.setdefault(key, False)
+                got = stand_in(*args, **kwargs)
+                with torch.random.fork_rng():
+                    try:
+                        want = solution[name](
+                            *map(_fresh, args), **{k: _fresh(v) for k, v in kwargs.items()}
+                        )
+                        same = _same(
+                            grading._encode(want), grading._encode(got), "close", 1e-7, 1e-9
+                        )
+                    except Exception:  # noqa: BLE001 - the solution refuses: they differ
+                        same = False
+                differs[key] = differs[key] or not same
+                return got
+
+            return call
+
+        class spying(real):  # noqa: N801
+            def __init__(self, fn, **replacements):
+                super().__init__(
+                    fn,
+                    **{
+                        k: v if isinstance(v, grading.Recorded) or not callable(v) else spied(k, v)
+                        for k, v in replacements.items()
+                    },
+                )
+
+        grading.stand_ins = spying
+        try:
+            error, _ = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+        finally:
+            grading.stand_ins = real
+        assert error is None, f"{gid} fails with the solution under the spy: {error}"
+    return differs
+
+
+def calls_of(path: Path, name: str, skip: set[str]) -> set[str]:
+    """Fingerprints of every call to the solution's ``name`` made by the grade cells not in
+    ``skip`` (what a submission's own tests ask of ``name``)."""
+    import course_lib.grading as grading
+
+    ns = namespace(path)
+    seen: set[str] = set()
+    original = ns[name]
+
+    def spy(*args, **kwargs):
+        seen.add(grading.fingerprint(args, kwargs))
+        return original(*args, **kwargs)
+
+    ns[name] = spy
+    for gid in grade_ids(path):
+        if gid not in skip:
+            collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+    return seen
+
+
+def check_stand_ins(path: Path) -> None:
+    """No grade cell holds reference code: each code stand-in answers differently from the
+    solution's function it replaces on some call; no grade cell defines a ``ref_*`` function or
+    swaps ``__globals__`` by hand; every Recorded table equals a fresh recording from the
+    solution, and holds no input that the function's own tests use."""
+    cells = cells_by_id(path)
+    for gid in grade_ids(path):
+        source = cells[gid].source
+        assert not re.search(r"def (ref|reference)_\w+|__globals__", source), gid
+    agreeing = [key for key, differs in stand_in_report(path).items() if not differs]
+    assert agreeing == [], f"stand-ins that always agree with the solution: {agreeing}"
+    with_tables = cells_with_tables(path)
+    for gid in with_tables:
+        _, fresh = record_tables(path, gid)
+        baked = tables_in(cells[gid].source)
+        assert len(fresh) == len(baked), gid
+        for (name, answers), table in zip(baked, fresh):
+            import course_lib.grading as grading
+
+            new = grading.Recorded(name, table)._answers
+            assert set(new) == set(answers), f"{gid}: the table of {name} is stale: re-record it"
+            for key, packed in answers.items():
+                a, b = grading._unpack_value(packed), grading._unpack_value(new[key])
+                assert _same(grading._encode(b), grading._encode(a), "close", 1e-9, 1e-12), gid
+            own = calls_of(path, name, set(with_tables))
+            assert not own & set(answers), f"{gid}: {name}'s own tests can look up the table"
