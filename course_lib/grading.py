@@ -220,3 +220,215 @@ def report(key: str, compute: Callable[[], Any], **judging: Any) -> None:
         display({REPORT_MIME: payload, "text/plain": f"(reported {key!r} to the grader)"}, raw=True)
     except ImportError:  # plain Python: print it, so that scripts still see something
         print(f"(reported {key!r} to the grader)")
+
+
+# ---- stand-ins: a dependency replaced while one function is tested -------------------------
+#
+# A test of ``style_loss`` should not fail because ``gram_matrix`` is wrong, so it swaps in a
+# stand-in for ``gram_matrix`` while it calls ``style_loss``. A stand-in is never a reference
+# implementation of a graded function (a submission could copy it). It is either
+#
+# * a plainly different, public function (``diag_means(f)`` for a Gram matrix), where the
+#   tested function's contract does not depend on the dependency's formula (and where gradients
+#   must flow through it); or
+# * a :class:`Recorded` table: the solution's answers for exactly the inputs this test makes,
+#   baked into the cell as data by the instructor (``python -m tests.source_notebook record``).
+#   Any other input raises :class:`StandInError`; the table is emptied when its
+#   :func:`stand_ins` block ends, and its inputs are not those of any graded function's own tests.
+
+
+class StandInError(LookupError):
+    """A recorded stand-in was asked about an input that the test did not record."""
+
+
+def _fingerprint_parts(value: Any, decimals: int, out: list[bytes]) -> None:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = _as_array(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        out.append(f"array{arr.dtype.kind}{arr.shape}".encode())
+        if arr.dtype.kind == "f":
+            arr = np.round(arr.astype(np.float64), decimals) + 0.0  # -0.0 -> 0.0
+        out.append(np.ascontiguousarray(arr).tobytes())
+    elif isinstance(value, float):
+        out.append(repr(round(value, decimals) + 0.0).encode())
+    elif value is None or isinstance(value, (bool, int, str)):
+        out.append(repr(value).encode())
+    elif isinstance(value, (list, tuple)):
+        out.append(f"seq{len(value)}".encode())
+        for item in value:
+            _fingerprint_parts(item, decimals, out)
+    elif isinstance(value, dict):
+        out.append(f"map{len(value)}".encode())
+        for key in sorted(value, key=str):
+            out.append(str(key).encode())
+            _fingerprint_parts(value[key], decimals, out)
+    else:  # modules, generators...: only their type takes part
+        out.append(type(value).__name__.encode())
+
+
+def fingerprint(args: tuple, kwargs: dict, decimals: int = 6) -> str:
+    """A digest of a call's arguments (floats rounded to ``decimals`` places)."""
+    import hashlib
+
+    parts: list[bytes] = []
+    _fingerprint_parts([list(args), kwargs], decimals, parts)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()[:32]
+
+
+def _pack_value(value: Any) -> Any:
+    import base64
+    import io
+
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor: keep its dtype
+        buf = io.BytesIO()
+        np.save(buf, value.detach().cpu().numpy(), allow_pickle=False)
+        return {"tensor": base64.b64encode(buf.getvalue()).decode()}
+    if isinstance(value, (np.ndarray, np.generic)):
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(value), allow_pickle=False)
+        return {"array": base64.b64encode(buf.getvalue()).decode()}
+    if isinstance(value, (list, tuple)):
+        return {"seq": [_pack_value(v) for v in value], "tuple": isinstance(value, tuple)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"plain": value}
+    raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+def _unpack_value(data: dict) -> Any:
+    import base64
+    import io
+
+    if "tensor" in data or "array" in data:
+        raw = base64.b64decode(data.get("tensor", data.get("array")))
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        if "tensor" in data:
+            import torch
+
+            return torch.from_numpy(arr.copy())
+        return arr
+    if "seq" in data:
+        items = [_unpack_value(v) for v in data["seq"]]
+        return tuple(items) if data["tuple"] else items
+    return data["plain"]
+
+
+class Recorded:
+    """A stand-in made of data: the solution's answers of ``name`` for the inputs a test makes.
+
+    Args:
+        name: the function it stands in for (for messages), e.g. ``"block_mask"``.
+        table: the packed table (a string that :meth:`Recorder.table` wrote from a trusted run
+            of the solution).
+        decimals: floats in the arguments are rounded to this many places before lookup.
+
+    Calling it with arguments that were recorded returns (a copy of) the recorded result;
+    anything else raises :class:`StandInError`. :meth:`close` empties it (``stand_ins`` does).
+
+    Example:
+        >>> rec = Recorder(lambda x: 2 * x, "double")
+        >>> rec(3), rec(4.0)
+        (6, 8.0)
+        >>> double = Recorded("double", rec.table())
+        >>> double(3)
+        6
+        >>> double(5)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        course_lib.grading.StandInError: ... was called with arguments this test did not record
+    """
+
+    def __init__(self, name: str, table: str, *, decimals: int = 6):
+        import base64
+        import json
+        import zlib
+
+        self.name, self.decimals = name, decimals
+        self._answers = json.loads(zlib.decompress(base64.b64decode(table)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._answers is None:
+            raise StandInError(f"the stand-in for {self.name} is closed: its test has finished")
+        key = fingerprint(args, kwargs, self.decimals)
+        if key not in self._answers:
+            raise StandInError(
+                f"the stand-in for {self.name} (the solution's recorded answers) was called with "
+                f"arguments this test did not record ({len(args)} positional, keywords "
+                f"{sorted(kwargs)}): call {self.name} as the docstring says, on the values it "
+                "names, in the order it gives"
+            )
+        return _unpack_value(self._answers[key])
+
+    def close(self) -> None:
+        """Forget every answer (later calls raise StandInError)."""
+        self._answers = None
+
+
+class Recorder:
+    """Calls ``fn`` and records its answers, for :class:`Recorded` (instructor side only)."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, *, decimals: int = 6):
+        self.fn, self.decimals = fn, decimals
+        self.name = name or getattr(fn, "__name__", "function")
+        self.answers: dict[str, Any] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.fn(*args, **kwargs)
+        self.answers[fingerprint(args, kwargs, self.decimals)] = _pack_value(result)
+        return result
+
+    def table(self) -> str:
+        """The recorded answers, packed for ``Recorded(name, table)``."""
+        import base64
+        import json
+        import zlib
+
+        text = json.dumps(self.answers, sort_keys=True, separators=(",", ":"))
+        return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+class stand_ins:  # noqa: N801 - used like a function: ``with stand_ins(f, g=...):``
+    """Within the ``with`` block, names that ``fn`` looks up are replaced by stand-ins.
+
+    ``with stand_ins(style_loss, gram_matrix=diag_means): style_loss(...)`` makes
+    ``style_loss`` (and every function defined next to it) see ``diag_means`` as
+    ``gram_matrix``; the originals come back when the block ends, even after an error, and
+    every :class:`Recorded` table among the stand-ins is emptied.
+
+    Args:
+        fn: a function of the notebook; its module globals are the names replaced.
+        **replacements: ``name=stand_in`` for each dependency.
+    """
+
+    def __init__(self, fn: Callable[..., Any], **replacements: Any):
+        names = getattr(fn, "__globals__", None)
+        if not isinstance(names, dict):
+            raise TypeError(f"stand_ins(): `fn` must be a function; got {type(fn).__name__}")
+        self._names, self._new = names, replacements
+        self._saved: dict[str, Any] = {}
+
+    def __enter__(self) -> None:
+        self._saved = {k: self._names.get(k, _MISSING) for k in self._new}
+        self._names.update(self._new)
+
+    def __exit__(self, *exc: Any) -> None:
+        for key, old in self._saved.items():
+            if old is _MISSING:
+                self._names.pop(key, None)
+            else:
+                self._names[key] = old
+        for stand_in in self._new.values():
+            if isinstance(stand_in, _RECORDED):
+                stand_in.close()
+
+
+_MISSING = object()
+_RECORDED = Recorded  # (tests that re-record a table replace the module's name `Recorded`)
+
+
+def with_stand_ins(fn: Callable[..., Any], compute: Callable[[], Any], **replacements: Any) -> Any:
+    """``compute()`` inside ``stand_ins(fn, **replacements)`` (for use in a ``report`` lambda)."""
+    with stand_ins(fn, **replacements):
+        return compute()

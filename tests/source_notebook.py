@@ -3,6 +3,7 @@ functions, its grade cells as tests, and mutants of its answers (realistic stude
 
 from __future__ import annotations
 
+import re
 import warnings
 from functools import cache
 from pathlib import Path
@@ -287,3 +288,214 @@ def check_mistake(path: Path, name: str, mutations: dict, owners: list[tuple[str
     assert lost, f"{name!r} keeps {sum(got.values())}/{sum(full.values())}"
     owner = owner_of(owners)
     assert {owner(gid) for gid in lost} == {fn}, f"{name!r} also loses {sorted(lost)}"
+
+
+# ---- recorded stand-ins (course_lib.grading.Recorded): baked from the solution's own run -------
+#
+# A hidden test that needs a dependency's true answers carries them as data:
+# ``Recorded("block_mask", "<packed table>")``. ``record_tables`` re-runs such a grade cell with
+# the solution, each ``Recorded`` replaced by a ``Recorder`` of the solution's own function, and
+# returns the cell's source with fresh tables; ``python tests/source_notebook.py record <nb>``
+# rewrites every such cell of a source notebook (run it after changing a solution or a test).
+
+TABLE = re.compile(r'Recorded\(\s*"(?P<name>\w+)",\s*(?P<table>(?:"[A-Za-z0-9+/=]*"\s*)+)')
+
+
+def _table_literal(table: str, indent: str, width: int = 88) -> str:
+    chunks = [table[i : i + width] for i in range(0, len(table), width)] or [""]
+    return "".join(f'{indent}"{c}"\n' for c in chunks)
+
+
+def record_tables(path: Path, gid: str) -> tuple[str, list[str]]:
+    """Grade cell ``gid`` with every ``Recorded`` table re-recorded from the solution:
+    ``(new source, [table, ...])`` in the order the tables appear in the source."""
+    import course_lib.grading as grading
+
+    ns = namespace(path)
+    source = cells_by_id(path)[gid].source
+    recorders: list = []
+
+    def recording(name, table, *, decimals=6):  # stands in for the class Recorded
+        assert name in ns, f"{gid}: Recorded({name!r}) names no function of the solution"
+        recorders.append(grading.Recorder(ns[name], name, decimals=decimals))
+        return recorders[-1]
+
+    real = grading.Recorded
+    grading.Recorded = recording
+    try:
+        error, _ = collect_reports(ns, source, f"{path.stem}[{gid}]")
+    finally:
+        grading.Recorded = real
+    assert error is None, f"{gid} fails with the solution while recording: {error}"
+    found = list(TABLE.finditer(source))
+    assert len(found) == len(recorders), f"{gid}: one Recorded(...) literal per table, please"
+    tables = [rec.table() for rec in recorders]
+    out, last = [], 0
+    for match, table in zip(found, tables):
+        start = match.start("table")
+        line_start = source.rfind("\n", 0, start) + 1
+        indent = source[line_start:start]
+        out.append(source[last:line_start] + _table_literal(table, indent).rstrip("\n"))
+        tail = match.group("table")
+        last = match.start("table") + len(tail.rstrip())
+    out.append(source[last:])
+    return "".join(out), tables
+
+
+def tables_in(source: str) -> list[tuple[str, dict]]:
+    """``[(name, {fingerprint: packed answer})]`` of the ``Recorded`` literals in ``source``."""
+    import ast
+    import base64
+    import json
+    import zlib
+
+    out = []
+    for match in TABLE.finditer(source):
+        table = ast.literal_eval("(" + match.group("table") + ")")
+        out.append((match["name"], json.loads(zlib.decompress(base64.b64decode(table)))))
+    return out
+
+
+def cells_with_tables(path: Path) -> list[str]:
+    return [gid for gid in grade_ids(path) if TABLE.search(cells_by_id(path)[gid].source)]
+
+
+def rerecord(path: Path) -> list[str]:
+    """Rewrite every grade cell of ``path`` that holds ``Recorded`` tables; returns their ids."""
+    nb = nbformat.read(path, as_version=4)
+    done = []
+    for gid in cells_with_tables(path):
+        new, _ = record_tables(path, gid)
+        for cell in nb.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == gid:
+                cell.source = new
+        done.append(gid)
+    nbformat.write(nb, path)
+    cells_by_id.cache_clear()
+    return done
+
+
+if __name__ == "__main__":  # python tests/source_notebook.py record solutions/<id>/<id>.ipynb
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "record":
+        sys.exit("usage: python tests/source_notebook.py record solutions/<id>/<id>.ipynb")
+    print("re-recorded:", ", ".join(rerecord(Path(sys.argv[2]).resolve())) or "nothing")
+
+
+def _fresh(value):
+    """An argument for a second, independent call: random generators copied (so that the
+    solution's call does not advance the test's generator)."""
+    import copy
+
+    import torch
+
+    if isinstance(value, torch.Generator):
+        twin = torch.Generator(device=value.device)
+        twin.set_state(value.get_state())
+        return twin
+    if isinstance(value, np.random.Generator):
+        return copy.deepcopy(value)
+    return value
+
+
+def stand_in_report(path: Path) -> dict[tuple[str, str], bool]:
+    """``{(grade id, name): does the code stand-in ever answer differently from the solution's
+    own function?}`` for every stand-in called in the solution's run of a grade cell (one that
+    always agrees is a reference implementation in disguise). Recorded tables are left out."""
+    import torch
+
+    import course_lib.grading as grading
+
+    ns = namespace(path)
+    solution = dict(ns)  # the solution's own functions (ns itself holds the stand-ins in a block)
+    differs: dict[tuple[str, str], bool] = {}
+    real = grading.stand_ins
+    for gid in grade_ids(path):
+
+        def spied(name, stand_in, gid=gid):
+            key = (gid, name)
+
+            def call(*args, **kwargs):
+                differs.setdefault(key, False)
+                got = stand_in(*args, **kwargs)
+                with torch.random.fork_rng():
+                    try:
+                        want = solution[name](
+                            *map(_fresh, args), **{k: _fresh(v) for k, v in kwargs.items()}
+                        )
+                        same = _same(
+                            grading._encode(want), grading._encode(got), "close", 1e-7, 1e-9
+                        )
+                    except Exception:  # noqa: BLE001 - the solution refuses: they differ
+                        same = False
+                differs[key] = differs[key] or not same
+                return got
+
+            return call
+
+        class spying(real):  # noqa: N801
+            def __init__(self, fn, **replacements):
+                super().__init__(
+                    fn,
+                    **{
+                        k: v if isinstance(v, grading.Recorded) or not callable(v) else spied(k, v)
+                        for k, v in replacements.items()
+                    },
+                )
+
+        grading.stand_ins = spying
+        try:
+            error, _ = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+        finally:
+            grading.stand_ins = real
+        assert error is None, f"{gid} fails with the solution under the spy: {error}"
+    return differs
+
+
+def calls_of(path: Path, name: str, skip: set[str]) -> set[str]:
+    """Fingerprints of every call to the solution's ``name`` made by the grade cells not in
+    ``skip`` (what a submission's own tests ask of ``name``)."""
+    import course_lib.grading as grading
+
+    ns = namespace(path)
+    seen: set[str] = set()
+    original = ns[name]
+
+    def spy(*args, **kwargs):
+        seen.add(grading.fingerprint(args, kwargs))
+        return original(*args, **kwargs)
+
+    ns[name] = spy
+    for gid in grade_ids(path):
+        if gid not in skip:
+            collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+    return seen
+
+
+def check_stand_ins(path: Path) -> None:
+    """No grade cell holds reference code: each code stand-in answers differently from the
+    solution's function it replaces on some call; no grade cell defines a ``ref_*`` function or
+    swaps ``__globals__`` by hand; every Recorded table equals a fresh recording from the
+    solution, and holds no input that the function's own tests use."""
+    cells = cells_by_id(path)
+    for gid in grade_ids(path):
+        source = cells[gid].source
+        assert not re.search(r"def (ref|reference)_\w+|__globals__", source), gid
+    agreeing = [key for key, differs in stand_in_report(path).items() if not differs]
+    assert agreeing == [], f"stand-ins that always agree with the solution: {agreeing}"
+    with_tables = cells_with_tables(path)
+    for gid in with_tables:
+        _, fresh = record_tables(path, gid)
+        baked = tables_in(cells[gid].source)
+        assert len(fresh) == len(baked), gid
+        for (name, answers), table in zip(baked, fresh):
+            import course_lib.grading as grading
+
+            new = grading.Recorded(name, table)._answers
+            assert set(new) == set(answers), f"{gid}: the table of {name} is stale: re-record it"
+            for key, packed in answers.items():
+                a, b = grading._unpack_value(packed), grading._unpack_value(new[key])
+                assert _same(grading._encode(b), grading._encode(a), "close", 1e-9, 1e-12), gid
+            own = calls_of(path, name, set(with_tables))
+            assert not own & set(answers), f"{gid}: {name}'s own tests can look up the table"

@@ -10,6 +10,7 @@ import torch
 from source_notebook import (
     check_grading,
     check_mistake,
+    check_stand_ins,
     grade_ids,
 )
 from torch import nn
@@ -177,6 +178,12 @@ OWNERS = [
 
 def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
     check_grading(NB, total=26, min_cells=14)
+
+
+def test_test_cells_hold_no_reference_code():
+    """Stand-ins are plainly different functions or the solution's recorded answers (fresh, and
+    not for the inputs of the function's own tests); none is a reference implementation."""
+    check_stand_ins(NB)
 
 
 def test_no_algorithms_card_reference():

@@ -13,6 +13,7 @@ import torch
 from source_notebook import (
     check_grading,
     check_mistake,
+    check_stand_ins,
     grade_ids,
 )
 
@@ -159,6 +160,12 @@ OWNERS = [
 
 def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
     check_grading(NB, total=19, min_cells=12)
+
+
+def test_test_cells_hold_no_reference_code():
+    """Stand-ins are plainly different functions or the solution's recorded answers (fresh, and
+    not for the inputs of the function's own tests); none is a reference implementation."""
+    check_stand_ins(NB)
 
 
 # mistake -> edits (``old -> new``) by answer cell

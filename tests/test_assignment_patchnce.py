@@ -16,6 +16,7 @@ import torch
 from source_notebook import (
     check_grading,
     check_mistake,
+    check_stand_ins,
     grade_ids,
 )
 from torch.nn import functional as F
@@ -180,6 +181,12 @@ OWNERS = [
 
 def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
     check_grading(NB, total=19, min_cells=13)
+
+
+def test_test_cells_hold_no_reference_code():
+    """Stand-ins are plainly different functions or the solution's recorded answers (fresh, and
+    not for the inputs of the function's own tests); none is a reference implementation."""
+    check_stand_ins(NB)
 
 
 def test_no_reference_of_the_loss_outside_hidden_tests():

@@ -16,6 +16,7 @@ import pytest
 from source_notebook import (
     check_grading,
     check_mistake,
+    check_stand_ins,
     grade_ids,
 )
 
@@ -192,6 +193,12 @@ OWNERS = [  # grade-id prefix -> the function its cells test (longest prefixes f
 
 def test_every_grade_cell_reports_the_solution_scores_full_marks_a_third_visible():
     check_grading(NB, total=22, min_cells=18)
+
+
+def test_test_cells_hold_no_reference_code():
+    """Stand-ins are plainly different functions or the solution's recorded answers (fresh, and
+    not for the inputs of the function's own tests); none is a reference implementation."""
+    check_stand_ins(NB)
 
 
 ROWS = "    rows, cols = (max(1, int(np.ceil((n - overlap) / step))) for n in (out_h, out_w))\n"
