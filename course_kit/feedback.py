@@ -7,7 +7,8 @@
   the page;
 * MathJax is inlined from the installed ``jupyter-server-mathjax`` (MathJax 2.7) instead of
   loaded from a CDN, so formulas render offline; its fonts come from the same package on the
-  grading machine and the reader's own fonts elsewhere;
+  grading machine and the reader's own fonts elsewhere; its Safe extension is inlined too (a
+  student's math makes no ``javascript:`` link and no ``\\style`` overlay);
 * a Content-Security-Policy ``<meta>`` allows no script but the page's own MathJax (by hash;
   scripts MathJax loads itself are allowed through ``'strict-dynamic'``), no frames, forms,
   plug-ins, ``<base>`` or remote images, so anything a student slipped past the sanitiser
@@ -270,16 +271,17 @@ def _mathjax() -> tuple[str, list[str]] | None:
     static = Path(jupyter_server_mathjax.__file__).parent / "static"
     core = static / "MathJax.js"
     combined = static / "config" / "TeX-AMS-MML_HTMLorMML-full.js"
-    if not (core.is_file() and combined.is_file()):
+    safe = static / "extensions" / "Safe.js"  # math: no \style overlays, no javascript: \href
+    if not (core.is_file() and combined.is_file() and safe.is_file()):
         return None
     root = static.resolve().as_uri()
     setup = (
-        "window.MathJax = {root: " + json.dumps(root) + ", "
+        "window.MathJax = {root: " + json.dumps(root) + ", extensions: ['Safe.js'], "
         "tex2jax: {inlineMath: [['$','$'], ['\\\\(','\\\\)']], processEscapes: true}, "
         "'HTML-CSS': {availableFonts: ['STIX'], preferredFont: 'STIX', webFont: 'STIX-Web', "
         "imageFont: null}};"
     )
-    body = "\n" + core.read_text() + "\n" + combined.read_text() + "\n"
+    body = "\n" + "\n".join(p.read_text() for p in (core, combined, safe)) + "\n"
     body = body.replace("</script", "<\\/script")
     return f"<script>{setup}</script>\n<script>{body}</script>", [setup, body]
 

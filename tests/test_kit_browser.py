@@ -373,7 +373,10 @@ def hostile_grading(tmp_path_factory):
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "squares":
             cell.source = "def sum_of_squares(values):\n    while True:\n        pass\n"
-    honest = new_markdown_cell("My notes: the Gram loss is $E_l = \\frac{1}{4N^2M^2}$.")
+    honest = new_markdown_cell(  # math stays; MathJax makes no javascript: link (Safe.js)
+        "My notes: the Gram loss is $E_l = \\frac{1}{4N^2M^2}$, "
+        "see $\\href{javascript:(window.pwned=window.pwned||[]).push('math-href')}{here}$."
+    )
     nb.cells[1:1] = [honest, *markdown_cells(), new_code_cell(OUTPUT_CELL)]
     (tmp / "subs" / "mallory").mkdir(parents=True)
     nbformat.write(nb, tmp / "subs" / "mallory" / "demo.ipynb")
@@ -428,7 +431,9 @@ def test_feedback_page_runs_no_student_script_and_its_verdicts_wrap(browser, hos
         page.screenshot(path=str(ARTIFACTS / "hostile_feedback.png"), full_page=True)
         assert seen["pwned"] == [] and seen["beacon"] == [], seen
         assert page.url == hostile_grading["feedback"].as_uri()  # no refresh, no <base> trick
-        page.wait_for_function("document.querySelectorAll('.MathJax').length > 0")  # math
+        page.wait_for_function("document.querySelectorAll('.MathJax').length > 1")  # math
+        links = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)")
+        assert not [u for u in links if u.lower().startswith("javascript:")], links
         verdicts = page.locator(".output_subarea pre", has_text=re.compile("^Grader: "))
         assert verdicts.count() >= 3
         for i in range(verdicts.count()):
