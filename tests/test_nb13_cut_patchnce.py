@@ -169,3 +169,31 @@ def test_patchnce_batch_negatives_are_internal_plus_external(ns):
     p_int, p_ext = ((-loss(q, k, negatives=n)).exp() for n in ("internal", "external"))
     p_batch = (-loss(q, k, negatives="batch")).exp()  # softmax probability of the positive
     torch.testing.assert_close(1 / p_batch, 1 / p_int + 1 / p_ext - 1)
+
+
+def test_train_cut_does_not_depend_on_the_global_rng(ns):
+    """Heads, G and D come from `seed` alone: the same run after different global seeds gives the
+    same weights (the heads used to draw from the global RNG, so a cell's result depended on
+    which cells ran before)."""
+    pool = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    config = ns["CUTConfig"](steps=2, batch=2, num_patches=8, ngf=4, nce_idt=False)
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        G, heads, _ = ns["train_cut"](pool, pool.flip(-1), config=config, device="cpu", seed=3)
+        runs.append([p.detach().clone() for p in [*G.parameters(), *heads.parameters()]])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_make_heads_are_seeded_and_leave_the_global_rng_alone(ns):
+    from course_lib import nets
+
+    G = nets.ResnetGenerator(ngf=4, n_down=2, n_blocks=1)
+    before = torch.get_rng_state()
+    h1 = ns["make_heads"](G, (0, 1), in_size=16, seed=5)
+    h2 = ns["make_heads"](G, (0, 1), in_size=16, seed=5)
+    h3 = ns["make_heads"](G, (0, 1), in_size=16, seed=6)
+    assert torch.equal(torch.get_rng_state(), before)
+    p1, p2, p3 = ([p for p in h.parameters()] for h in (h1, h2, h3))
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    assert not torch.equal(p1[0], p3[0])
