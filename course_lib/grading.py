@@ -19,7 +19,16 @@ import numpy as np
 
 
 class CheckFailed(AssertionError):
-    """A visible test failed; the message says what to look at."""
+    """A visible test failed; the message says what to look at.
+
+    In a notebook, IPython shows only the message (no traceback through this module).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [
+            f"CheckFailed: {line}" if i == 0 else line
+            for i, line in enumerate(str(self).splitlines())
+        ]
 
 
 def _fail(message: str, hint: str | None) -> None:
@@ -193,14 +202,28 @@ def _encode(value: Any) -> Any:
     return {"unsupported": type(value).__name__}
 
 
-def report(key: str, compute: Callable[[], Any], **judging: Any) -> None:
-    """Hand the result of ``compute()`` to the grader, as data (used by graded test cells).
+def report(
+    key: str,
+    compute: Callable[[], Any],
+    *,
+    expect: Any = None,
+    name: str | None = None,
+    hint: str | None = None,
+    **judging: Any,
+) -> None:
+    """Hand the result of ``compute()`` to the grader, as data; in a visible test, also check it.
 
     Args:
         key: a name for this result, unique within its test cell (``"gram-batch-of-2"``).
         compute: a function of no arguments that calls the student's code, e.g.
             ``lambda: gram_matrix(x)``. An exception it raises is reported as
             ``{"raised": "ValueError", "message": ...}`` (a test of bad input expects one).
+        expect: visible tests only: the :class:`Expected` values of the cell (the solution's
+            results on these public inputs, written into the notebook). The result is then
+            checked here exactly as the grader will judge it (same value, same ``judging``),
+            so "visible tests passed" means these points are earned; a difference raises
+            :class:`CheckFailed` naming ``name`` (default: the key) with ``hint``.
+        name, hint: what the check is called and what to look at, in that message.
         **judging: how the grader compares, read *only* from its own run of the solution
             (``rtol``, ``atol``, ``compare="close" | "equal" | "raises" | "shape"``); whatever a
             submission passes here is ignored.
@@ -214,12 +237,163 @@ def report(key: str, compute: Callable[[], Any], **judging: Any) -> None:
     except Exception as err:  # noqa: BLE001 - the error *is* the result
         result = {"raised": type(err).__name__, "message": str(err)[:500]}
     payload = {"key": key, **result, "judging": {k: judging[k] for k in sorted(judging)}}
+    _emit(payload)
+    if isinstance(expect, Expected):
+        expect.check(key, result, name=name or key, hint=hint, **judging)
+
+
+def _emit(payload: dict) -> None:
+    """Show a report (an output of type REPORT_MIME) for the grader."""
+    key = payload["key"]
     try:
         from IPython.display import display
 
         display({REPORT_MIME: payload, "text/plain": f"(reported {key!r} to the grader)"}, raw=True)
     except ImportError:  # plain Python: print it, so that scripts still see something
         print(f"(reported {key!r} to the grader)")
+
+
+# ---- local verdict = judged verdict ---------------------------------------------------------
+#
+# A visible cell writes the solution's results on its (public) inputs into the notebook:
+# ``expected = Expected("<packed>")`` (``python tests/source_notebook.py record <nb>`` writes
+# it). Each ``report(key, ..., expect=expected)`` then compares the student's result with it by
+# the grader's own rules (``course_kit.judge``: the same decoding, comparison and tolerances,
+# ``DEFAULT_RTOL``/``DEFAULT_ATOL`` when a cell gives none), so the local verdict and the judged
+# verdict agree.
+
+DEFAULT_RTOL, DEFAULT_ATOL = 1e-4, 1e-6
+
+
+def _decode(data: Any) -> Any:
+    """A reported value back to Python/NumPy (as ``course_kit.judge`` decodes it)."""
+    if data is None or isinstance(data, (bool, int, str)):
+        return data
+    if "array" in data:
+        dtype = np.dtype(str(data["dtype"]))
+        arr = np.asarray(data["array"], dtype=np.float64 if dtype.kind == "f" else dtype)
+        arr = arr.reshape(tuple(data["shape"]))
+        if dtype.kind == "f" and data.get("nonfinite") is not None:
+            arr = np.where(np.asarray(data["nonfinite"], bool).reshape(arr.shape), np.nan, arr)
+        return arr
+    if "float" in data:
+        return float(data["float"]) if not isinstance(data["float"], str) else float("nan")
+    if "sequence" in data:
+        items = [_decode(v) for v in data["sequence"]]
+        return tuple(items) if data.get("tuple") else items
+    if "mapping" in data:
+        return {str(k): _decode(v) for k, v in data["mapping"].items()}
+    return _Unsupported(str(data.get("unsupported")))
+
+
+class _Unsupported(str):
+    pass
+
+
+def _numbers_differ(e: np.ndarray, g: np.ndarray, compare: str, rtol: float, atol: float):
+    if e.shape != g.shape:
+        return f"should have shape {tuple(e.shape)}; got shape {tuple(g.shape)}"
+    if compare == "shape":
+        return None
+    if compare == "equal":
+        if np.array_equal(e, g, equal_nan=e.dtype.kind == "f" and g.dtype.kind == "f"):
+            return None
+        bad = int(np.sum(e != g))
+        show = f" (expected {e.tolist()}, got {g.tolist()})" if e.size <= 6 else ""
+        return f"is not as expected: {bad} of {e.size} entries differ{show}"
+    e64, g64 = e.astype(np.float64), g.astype(np.float64)
+    nan_e, nan_g = np.isnan(e64), np.isnan(g64)
+    diff = np.abs(np.where(nan_e | nan_g, 0.0, e64 - g64))
+    bad = (diff > atol + rtol * np.abs(np.nan_to_num(e64))) | (nan_e != nan_g)
+    if not bad.any():
+        return None
+    where = int(np.argmax(np.where(nan_e != nan_g, np.inf, diff)))
+    idx = tuple(int(i) for i in np.unravel_index(where, e.shape)) if e.ndim else ()
+    return (
+        f"is not close to the expected value: {int(bad.sum())} of {bad.size} entries differ; "
+        f"the largest difference is {diff.flat[where]:.4g}"
+        + (f" at index {idx}" if e.ndim else "")
+        + f" (got {g64.flat[where]:.6g}, expected {e64.flat[where]:.6g})"
+    )
+
+
+def disagreement(expected: Any, got: Any, compare: str, rtol: float, atol: float) -> str | None:
+    """None when the decoded result ``got`` matches ``expected`` under ``compare``; else what
+    differs (the grader's rules: sequences item by item, dicts key by key, numbers elementwise
+    within ``atol + rtol·|expected|``)."""
+    if isinstance(expected, _Unsupported) or isinstance(got, _Unsupported):
+        return f"is a {got if isinstance(got, _Unsupported) else type(got).__name__}"
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return f"should be a sequence of {len(expected)} items; got a {type(got).__name__}"
+        if len(got) != len(expected):
+            return f"should have {len(expected)} items; got {len(got)}"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            why = disagreement(e, g, compare, rtol, atol)
+            if why:
+                return f"[{i}] {why}"
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or set(got) != set(expected):
+            keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+            return f"should be a dict with keys {sorted(expected)}; got {keys}"
+        for k in sorted(expected):
+            why = disagreement(expected[k], got[k], compare, rtol, atol)
+            if why:
+                return f"[{k!r}] {why}"
+        return None
+    if isinstance(expected, (str, type(None))) or isinstance(got, (str, type(None))):
+        if type(expected) is not type(got) or expected != got:
+            return f"should be {expected!r}; got {got!r}"
+        return None
+    if isinstance(got, (list, tuple)) and isinstance(expected, np.ndarray):
+        try:
+            got = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            return f"should be an array of shape {expected.shape}; got a {type(got).__name__}"
+    if isinstance(got, (list, tuple, dict)):
+        return f"should be {expected!r:.60}; got a {type(got).__name__}"
+    return _numbers_differ(np.asarray(expected), np.asarray(got), compare, rtol, atol)
+
+
+class Expected:
+    """The solution's results for a visible cell's reports, written into the notebook.
+
+    Args:
+        table: the packed results (``python tests/source_notebook.py record <nb>`` writes it
+            from a trusted run of the solution; visible inputs are public, so are these).
+    """
+
+    def __init__(self, table: str):
+        import base64
+        import json
+        import zlib
+
+        self._results = json.loads(zlib.decompress(base64.b64decode(table))) if table else {}
+
+    def check(self, key: str, result: dict, *, name: str, hint: str | None, **judging: Any):
+        """Raise CheckFailed unless ``result`` (a report's ``value``/``raised``) is what the
+        grader will accept for ``key``."""
+        want = self._results.get(key)
+        if want is None:
+            raise CheckFailed(f"no expected result is written for {key!r} (a notebook error)")
+        compare = judging.get("compare", "close")
+        if "raised" in want:
+            if result.get("raised") != want["raised"]:
+                got = f"raised {result['raised']}" if "raised" in result else "returned a value"
+                _fail(f"{name} should raise {want['raised']}; it {got}", hint)
+            return
+        if "raised" in result:
+            _fail(f"{name} raised {result['raised']}: {result.get('message', '')}", hint)
+        why = disagreement(
+            _decode(want["value"]),
+            _decode(result["value"]),
+            compare,
+            float(judging.get("rtol", DEFAULT_RTOL)),
+            float(judging.get("atol", DEFAULT_ATOL)),
+        )
+        if why:
+            _fail(f"{name} {why}", hint)
 
 
 # ---- stand-ins: a dependency replaced while one function is tested -------------------------

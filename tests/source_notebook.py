@@ -96,16 +96,13 @@ def collect_reports(ns: dict, source: str, name: str) -> tuple[str | None, dict[
 
     reports: dict[str, dict] = {}
 
-    def collector(key, compute, **judging):
-        try:
-            result = {"value": grading._encode(compute())}
-        except Exception as err:  # noqa: BLE001 - the error is the result
-            result = {"raised": type(err).__name__, "message": str(err)[:500]}
+    def collector(payload):
+        key = payload["key"]
         assert key not in reports, f"report key {key!r} used twice in {name}"
-        reports[key] = {"key": key, **result, "judging": dict(judging)}
+        reports[key] = payload
 
-    real = grading.report
-    grading.report = collector
+    real = grading._emit
+    grading._emit = collector
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -115,7 +112,7 @@ def collect_reports(ns: dict, source: str, name: str) -> tuple[str | None, dict[
     except Exception as err:  # noqa: BLE001 - a failing cell scores 0, like under nbgrader
         error = f"{type(err).__name__}: {err}"
     finally:
-        grading.report = real
+        grading._emit = real
     return error, reports
 
 
@@ -306,9 +303,50 @@ def _table_literal(table: str, indent: str, width: int = 88) -> str:
     return "".join(f'{indent}"{c}"\n' for c in chunks)
 
 
+EXPECTED = re.compile(r"Expected\(\s*(?P<table>(?:\"[A-Za-z0-9+/=]*\"\s*)+)")
+
+
+class _NoCheck:  # stands in for course_lib.grading.Expected while its values are recorded
+    def __init__(self, table):
+        pass
+
+    def check(self, *args, **kwargs):
+        pass
+
+
+def _pack(obj) -> str:
+    import base64
+    import json
+    import zlib
+
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def _rewrite(source: str, found: list, tables: list[str]) -> str:
+    """``source`` with the table literals of the matches ``found`` replaced by ``tables``."""
+    out, last = [], 0
+    for match, table in zip(found, tables):
+        start = match.start("table")
+        line_start = source.rfind("\n", 0, start) + 1
+        prefix = source[line_start:start]
+        end = start + len(match.group("table").rstrip())
+        if prefix.strip():  # the table starts on the line of the call: break the line
+            base = prefix[: len(prefix) - len(prefix.lstrip())]
+            literal = _table_literal(table, base + "    ")
+            out.append(source[last:start] + "\n" + literal + base)
+            end = start + len(match.group("table"))  # and keep the closing paren's own line
+        else:
+            out.append(source[last:line_start] + _table_literal(table, prefix).rstrip("\n"))
+        last = end
+    out.append(source[last:])
+    return "".join(out)
+
+
 def record_tables(path: Path, gid: str) -> tuple[str, list[str]]:
-    """Grade cell ``gid`` with every ``Recorded`` table re-recorded from the solution:
-    ``(new source, [table, ...])`` in the order the tables appear in the source."""
+    """Grade cell ``gid`` with its tables re-recorded from the solution: every ``Recorded``
+    (a dependency's answers) and its ``Expected`` (the results its reports must have).
+    Returns ``(new source, [Recorded table, ...])`` in source order."""
     import course_lib.grading as grading
 
     ns = namespace(path)
@@ -320,26 +358,24 @@ def record_tables(path: Path, gid: str) -> tuple[str, list[str]]:
         recorders.append(grading.Recorder(ns[name], name, decimals=decimals))
         return recorders[-1]
 
-    real = grading.Recorded
-    grading.Recorded = recording
+    real = grading.Recorded, grading.Expected
+    grading.Recorded, grading.Expected = recording, _NoCheck
     try:
-        error, _ = collect_reports(ns, source, f"{path.stem}[{gid}]")
+        error, reports = collect_reports(ns, source, f"{path.stem}[{gid}]")
     finally:
-        grading.Recorded = real
+        grading.Recorded, grading.Expected = real
     assert error is None, f"{gid} fails with the solution while recording: {error}"
     found = list(TABLE.finditer(source))
     assert len(found) == len(recorders), f"{gid}: one Recorded(...) literal per table, please"
     tables = [rec.table() for rec in recorders]
-    out, last = [], 0
-    for match, table in zip(found, tables):
-        start = match.start("table")
-        line_start = source.rfind("\n", 0, start) + 1
-        indent = source[line_start:start]
-        out.append(source[last:line_start] + _table_literal(table, indent).rstrip("\n"))
-        tail = match.group("table")
-        last = match.start("table") + len(tail.rstrip())
-    out.append(source[last:])
-    return "".join(out), tables
+    source = _rewrite(source, found, tables)
+    found = list(EXPECTED.finditer(source))
+    assert len(found) <= 1, f"{gid}: one Expected(...) per cell"
+    results = {
+        k: {"raised": r["raised"]} if "raised" in r else {"value": r["value"]}
+        for k, r in reports.items()
+    }
+    return _rewrite(source, found, [_pack(results)] * len(found)), tables
 
 
 def tables_in(source: str) -> list[tuple[str, dict]]:
@@ -356,15 +392,21 @@ def tables_in(source: str) -> list[tuple[str, dict]]:
     return out
 
 
-def cells_with_tables(path: Path) -> list[str]:
-    return [gid for gid in grade_ids(path) if TABLE.search(cells_by_id(path)[gid].source)]
+def cells_with_tables(path: Path, expected: bool = False) -> list[str]:
+    """Grade cells holding Recorded tables (and, with ``expected``, Expected ones)."""
+    pattern = (
+        re.compile(f"{TABLE.pattern}|{EXPECTED.pattern}".replace("(?P<table>", "("))
+        if expected
+        else TABLE
+    )
+    return [gid for gid in grade_ids(path) if pattern.search(cells_by_id(path)[gid].source)]
 
 
 def rerecord(path: Path) -> list[str]:
     """Rewrite every grade cell of ``path`` that holds ``Recorded`` tables; returns their ids."""
     nb = nbformat.read(path, as_version=4)
     done = []
-    for gid in cells_with_tables(path):
+    for gid in cells_with_tables(path, expected=True):
         new, _ = record_tables(path, gid)
         for cell in nb.cells:
             if cell.metadata.get("nbgrader", {}).get("grade_id") == gid:
@@ -499,3 +541,79 @@ def check_stand_ins(path: Path) -> None:
                 assert _same(grading._encode(b), grading._encode(a), "close", 1e-9, 1e-12), gid
             own = calls_of(path, name, set(with_tables))
             assert not own & set(answers), f"{gid}: {name}'s own tests can look up the table"
+
+
+# ---- local verdict = judged verdict ----------------------------------------------------------
+
+
+def visible_ids(path: Path) -> list[str]:
+    """Grade cells without hidden tests: what a student can check before submitting."""
+    return [
+        gid for gid in grade_ids(path) if "BEGIN HIDDEN TESTS" not in cells_by_id(path)[gid].source
+    ]
+
+
+def visible_verdicts(path: Path, mutations: dict | None = None) -> dict[str, tuple[bool, bool]]:
+    """``{visible grade id: (passes locally, earns its points)}`` for the answers with
+    ``mutations``. Locally: the cell runs to its end ("visible tests passed") without an
+    exception. Judged: as ``course_kit.judge`` does, from the reports alone (a cell's error is
+    not looked at), each expected key reported once and matching the solution's."""
+    ns = namespace(path, mutations)
+    out = {}
+    for gid in visible_ids(path):
+        expected = solution_reports(path)[gid]
+        error, got = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+        local = error is None or error.startswith("warning:")
+        judged = all(report_matches(e, got.get(k)) for k, e in expected.items())
+        out[gid] = (local, judged)
+    return out
+
+
+def check_local_equals_judged(path: Path, mistakes: dict[str, dict]) -> None:
+    """For the solution and every mistake of a mutation table, every visible cell's local
+    verdict is its judged verdict ("visible tests passed" <=> its points are earned), and every
+    visible cell checks each of its reports against the expected values written in it."""
+    for gid in visible_ids(path):
+        source = cells_by_id(path)[gid].source
+        assert "visible tests passed" in source and EXPECTED.search(source), gid
+        assert source.count("report(") == source.count("expect=expected"), gid
+        assert len(re.findall(r"^\s*expected\s*=(?!=)", source, re.M)) == 1, (
+            f"{gid} reuses `expected`"
+        )
+    disagree = []
+    for name, mutations in {"the solution": None, **mistakes}.items():
+        for gid, (local, judged) in visible_verdicts(path, mutations).items():
+            if local != judged:
+                disagree.append(
+                    f"{name}: {gid} {'passes' if local else 'fails'} locally but "
+                    f"{'earns' if judged else 'loses'} its points"
+                )
+    assert disagree == [], "\n".join(disagree)
+    check_intro_share(path)
+
+
+def check_intro_share(path: Path) -> None:
+    """The intro says how many of the points a student can check before submitting."""
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    found = re.search(r"check (\d+) of the (\d+) points", intro)
+    assert found, "the intro does not say what share of the points the visible tests check"
+    pts = points(path)
+    visible = sum(pts[gid] for gid in visible_ids(path))
+    assert (float(found[1]), float(found[2])) == (visible, sum(pts.values())), found[0]
+
+
+def visible_failures(path: Path, mutations: dict | None = None) -> list[str]:
+    """The messages of the visible cells that fail locally for the answers with ``mutations``."""
+    ns = namespace(path, mutations)
+    out = []
+    for gid in visible_ids(path):
+        error, _ = collect_reports(ns, cells_by_id(path)[gid].source, f"{path.stem}[{gid}]")
+        if error is not None and not error.startswith("warning:"):
+            out.append(f"{gid}: {error}")
+    return out
+
+
+def check_named_in_a_visible_cell(path: Path, mutations: dict, pattern: str) -> None:
+    """A mistake fails a visible cell with a message (or hint) that names it."""
+    failures = visible_failures(path, mutations)
+    assert any(re.search(pattern, f, re.S) for f in failures), (pattern, failures)

@@ -9,7 +9,9 @@ import pytest
 import torch
 from source_notebook import (
     check_grading,
+    check_local_equals_judged,
     check_mistake,
+    check_named_in_a_visible_cell,
     check_stand_ins,
     grade_ids,
 )
@@ -448,6 +450,28 @@ MISTAKES = {
         "cycle_train_step": [("return {k: v.item() for k, v", "return {k: v for k, v")]
     },
 }
+
+
+VISIBLE_MESSAGES = {  # mistakes that a visible cell names (issue 30.2): mistake -> its message
+    "gan: naive log(sigmoid)": r"stable function",
+    "generator: discriminators not frozen": r"D was not frozen",
+    "generator: flags not restored": r"flags were not put back",
+    "discriminator: fake not detached": r"fake was not detached",
+    "step: pools swapped": r"pool_Y gets G\(real_x\)|pool_X gets F\(real_y\)",
+    "step: discriminators first": r"generators' step first",
+    "step: returns tensors": r"Python floats",
+}
+
+
+@pytest.mark.parametrize("mistake", list(VISIBLE_MESSAGES))
+def test_mistake_fails_a_visible_check_that_names_it(mistake):
+    check_named_in_a_visible_cell(NB, MISTAKES[mistake], VISIBLE_MESSAGES[mistake])
+
+
+def test_local_verdict_is_the_judged_verdict():
+    """Every visible cell, for the solution and every mistake of the table: "visible tests
+    passed" <=> the cell earns its points (30.1)."""
+    check_local_equals_judged(NB, MISTAKES)
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))

@@ -12,7 +12,9 @@ import pytest
 import torch
 from source_notebook import (
     check_grading,
+    check_local_equals_judged,
     check_mistake,
+    check_named_in_a_visible_cell,
     check_stand_ins,
     grade_ids,
 )
@@ -311,6 +313,26 @@ MISTAKES = {
         "synthesise": [("        if missing:\n", "        if False:\n")]
     },
 }
+
+
+VISIBLE_MESSAGES = {  # mistakes that a visible cell names (issue 30.2): mistake -> its message
+    "gram divided by B*C*H*W": r"not by B \* C \* H \* W",
+    "gram over positions instead of channels": r"channels against channels",
+    "synthesis optimises init in place": r"init after the call",
+    "synthesis records the loss after the step": r"zero_grad, loss, record, backward, step",
+    "synthesis without clamping": r"stay in \[0, 1\]",
+}
+
+
+@pytest.mark.parametrize("mistake", list(VISIBLE_MESSAGES))
+def test_mistake_fails_a_visible_check_that_names_it(mistake):
+    check_named_in_a_visible_cell(NB, MISTAKES[mistake], VISIBLE_MESSAGES[mistake])
+
+
+def test_local_verdict_is_the_judged_verdict():
+    """Every visible cell, for the solution and every mistake of the table: "visible tests
+    passed" <=> the cell earns its points (30.1)."""
+    check_local_equals_judged(NB, MISTAKES)
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))

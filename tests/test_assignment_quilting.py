@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from source_notebook import (
     check_grading,
+    check_local_equals_judged,
     check_mistake,
+    check_named_in_a_visible_cell,
     check_stand_ins,
     grade_ids,
 )
@@ -241,6 +243,39 @@ MISTAKES = {
             ("lo, hi = max(path[i + 1] - 1, 0), min(path[i + 1] + 2, width)", "lo, hi = 0, width")
         ]
     },
+    "greedy top-down seam": {
+        "min_error_boundary_cut": [
+            (
+                "    path[-1] = int(np.argmin(cost[-1]))\n"
+                "    for i in range(height - 2, -1, -1):\n"
+                "        lo, hi = max(path[i + 1] - 1, 0), min(path[i + 1] + 2, width)\n"
+                "        path[i] = lo + int(np.argmin(cost[i, lo:hi]))",
+                "    path[0] = int(np.argmin(e[0]))\n"
+                "    for i in range(1, height):\n"
+                "        lo, hi = max(path[i - 1] - 1, 0), min(path[i - 1] + 2, width)\n"
+                "        path[i] = lo + int(np.argmin(e[i, lo:hi]))",
+            )
+        ]
+    },
+    "backtracking on the raw errors": {
+        "min_error_boundary_cut": [
+            (
+                "path[i] = lo + int(np.argmin(cost[i, lo:hi]))",
+                "path[i] = lo + int(np.argmin(e[i, lo:hi]))",
+            )
+        ]
+    },
+    "backtracking looks at columns j-1..j only": {
+        "min_error_boundary_cut": [("min(path[i + 1] + 2, width)", "min(path[i + 1] + 1, width)")]
+    },
+    "block_mask strip one column too wide": {
+        "block_mask": [
+            (
+                "mask[:, :overlap] &= cut_mask(error[:, :overlap])",
+                "mask[:, : overlap + 1] &= cut_mask(error[:, : overlap + 1])",
+            )
+        ]
+    },
     "neighbours wrap around the overlap": {
         "min_error_boundary_cut": [
             ("left = np.concatenate(([np.inf], above[:-1]))", "left = np.roll(above, 1)"),
@@ -418,6 +453,30 @@ MISTAKES = {
         "texture_transfer": [("if iterations < 1:", "if False:")]
     },
 }
+
+
+VISIBLE_MESSAGES = {  # mistakes that a visible cell names (issue 30.2): mistake -> its message
+    "greedy seam (no accumulated cost)": r"cumulative costs",
+    "greedy top-down seam": r"not a greedy walk",
+    "backtracking on the raw errors": r"cumulative costs \(not the\s+raw errors\)",
+    "backtracking looks at columns j-1..j only": r"j - 1, j, j \+ 1",
+    "L-shaped overlap combined with OR": r"logical AND",
+    "block_mask strip one column too wide": r"columns :overlap",
+    "quilt ignores the tolerance": r"not always the best",
+    "quilt draws the first block's x before y": r"y drawn first",
+    "error averaged over channels": r"not their mean",
+}
+
+
+@pytest.mark.parametrize("mistake", list(VISIBLE_MESSAGES))
+def test_mistake_fails_a_visible_check_that_names_it(mistake):
+    check_named_in_a_visible_cell(NB, MISTAKES[mistake], VISIBLE_MESSAGES[mistake])
+
+
+def test_local_verdict_is_the_judged_verdict():
+    """Every visible cell, for the solution and every mistake of the table: "visible tests
+    passed" <=> the cell earns its points (30.1)."""
+    check_local_equals_judged(NB, MISTAKES)
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
