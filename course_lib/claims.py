@@ -17,7 +17,7 @@ Each claim prints one line that starts with :data:`MARK`, e.g.::
 A claim cannot be made to hold by construction: the condition must be a function that reads the
 value (``lambda v: v < 0.9``); a constant (``True``, or a comparison already evaluated into a bool)
 is refused, and so is a bool value (print the number the comparison is about instead), because
-a sabotage of the technique could never make such a claim fail (``tests/sabotage.py``).
+a sabotage of the technique could never make such a claim fail (``tests/test_sabotage.py``).
 """
 
 from __future__ import annotations
