@@ -546,6 +546,16 @@ _PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
 _PR_SET_PDEATHSIG = 1
 
 
+def _tighten(which: int, wanted: tuple[int, int]) -> None:
+    """``setrlimit`` that never asks for more than the hard limit already in force: a user other
+    than root cannot raise it, and the kernel runs under nbgrader, which runs under these same
+    limits (its ``RLIMIT_NPROC`` was counted when fewer processes existed)."""
+    hard = resource.getrlimit(which)[1]
+    if hard != resource.RLIM_INFINITY:
+        wanted = (min(wanted[0], hard), min(wanted[1], hard))
+    resource.setrlimit(which, wanted)
+
+
 def _limiter(limits: Limits, nproc: int, procs: str | None = None, *, pdeathsig: bool = False):
     """What the child runs before ``exec``: join the cgroup ``procs``, set the limits, and (for a
     kernel) die with its parent. Everything is computed before the fork."""
@@ -560,12 +570,12 @@ def _limiter(limits: Limits, nproc: int, procs: str | None = None, *, pdeathsig:
                 fh.write(str(os.getpid()))
         if pdeathsig and _PRCTL is not None:
             _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        resource.setrlimit(resource.RLIMIT_DATA, (data, data))
-        resource.setrlimit(resource.RLIMIT_AS, (space, space))
-        resource.setrlimit(resource.RLIMIT_CPU, cpu)
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _tighten(resource.RLIMIT_DATA, (data, data))
+        _tighten(resource.RLIMIT_AS, (space, space))
+        _tighten(resource.RLIMIT_CPU, cpu)
+        _tighten(resource.RLIMIT_NPROC, (nproc, nproc))
+        _tighten(resource.RLIMIT_FSIZE, (fsize, fsize))
+        _tighten(resource.RLIMIT_CORE, (0, 0))
 
     return apply
 
